@@ -1,0 +1,37 @@
+# The two newcomer commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install lint test test-unit services services-stop run bench bench-api clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check lifecycle projections consumers service tests bench
+	$(BIN)/mypy
+
+## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL).
+test: lint services
+	source <(deploy/local/services.sh env) && $(BIN)/pytest $(PYTEST_ARGS)
+
+## Fast domain tests only (no services).
+test-unit: install
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+services:
+	deploy/local/services.sh start
+
+services-stop:
+	deploy/local/services.sh stop
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

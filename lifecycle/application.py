@@ -1,0 +1,231 @@
+"""``ProviderLifecycle``: the thin application service around the domain.
+
+It takes inbound records (raw bytes plus where they came from), parses them with the
+contract, judges them with the :class:`~lifecycle.provider.Provider` aggregate, and
+saves in **one transaction** the accepted events, the records that were not accepted
+(with their reasons) and the tracking position. Aggregates are cached between
+batches; a failed save drops the cache, so the next batch starts from the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import ProcessRecorder, Tracking
+
+from lifecycle.contract import Envelope, Malformed, parse_record
+from lifecycle.provider import Provider, judge
+from lifecycle.records import InboundRecord, b64
+from lifecycle.uscc import provider_id
+
+Outcome = Literal["accepted", "refused", "malformed", "duplicate"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "refused", "malformed", "duplicate")
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One consumed record: its bytes, key and a unique position (e.g. ``kafka:t:0:42``)."""
+
+    value: bytes
+    position: str
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one inbound record."""
+
+    outcome: Outcome
+    position: str
+    id: str | None
+    subject: str | None = None
+    codes: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProviderLifecycle(Application[UUID]):
+    """Records provider lifecycle events with exactly-once effect."""
+
+    name = "provider_lifecycle"
+    cache_size = 50_000
+
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = _utc_now) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self._cache: OrderedDict[str, Provider] = OrderedDict()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        # A process recorder writes events and tracking in one transaction;
+        # a plain application recorder would silently drop the tracking.
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder
+
+    # --- writing ----------------------------------------------------------------------
+
+    def process(
+        self, messages: Sequence[InboundMessage], tracking: Tracking | None = None
+    ) -> list[Result]:
+        """Judge a batch in memory and save everything it produced in one transaction."""
+        recorded_at = self.clock()
+        results: list[Result] = []
+        touched: dict[str, Provider] = {}
+        records: list[InboundRecord] = []
+        try:
+            for message in messages:
+                result, record = self._judge(message, recorded_at, touched)
+                results.append(result)
+                if record is not None:
+                    records.append(record)
+            self._save_with_tracking([*touched.values(), *records], tracking)
+        except Exception:
+            # Cached aggregates may hold events that were never stored.
+            self._cache.clear()
+            raise
+        return results
+
+    def _save_with_tracking(
+        self, aggregates: Sequence[Aggregate], tracking: Tracking | None
+    ) -> None:
+        # ``Application.save(tracking=...)`` passes tracking twice in eventsourcing 9.5;
+        # a ProcessingEvent carries it to the process recorder in the same transaction.
+        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking)
+        processing.collect_events(*aggregates)
+        self._record(processing)
+
+    def _judge(
+        self, message: InboundMessage, recorded_at: datetime, touched: dict[str, Provider]
+    ) -> tuple[Result, InboundRecord | None]:
+        parsed = parse_record(message.value)
+        if isinstance(parsed, Malformed):
+            result = Result(
+                "malformed", message.position, parsed.id, parsed.subject, [], parsed.reason
+            )
+            return result, self._keep_record(message, result, None, recorded_at)
+        envelope: Envelope = parsed
+        provider = touched.get(envelope.subject) or self._load(envelope.subject)
+        judgement = judge(provider, envelope, recorded_at)
+        if judgement.outcome == "accepted":
+            assert judgement.provider is not None
+            touched[envelope.subject] = judgement.provider
+            self._remember(judgement.provider)
+            return Result("accepted", message.position, envelope.id, envelope.subject), None
+        result = Result(
+            judgement.outcome,
+            message.position,
+            envelope.id,
+            envelope.subject,
+            judgement.codes,
+            judgement.reason,
+        )
+        event = envelope.model_dump(mode="json", exclude_none=True)
+        return result, self._keep_record(message, result, event, recorded_at)
+
+    def _keep_record(
+        self,
+        message: InboundMessage,
+        result: Result,
+        event: dict[str, Any] | None,
+        recorded_at: datetime,
+    ) -> InboundRecord:
+        return InboundRecord(
+            outcome=result.outcome,
+            position=message.position,
+            ce_id=result.id,
+            subject=result.subject,
+            event_type=event["type"] if event else None,
+            codes=list(result.codes),
+            reason=result.reason,
+            raw_b64=b64(message.value) or "",
+            key_b64=b64(message.key),
+            event=event,
+            recorded_at=recorded_at,
+        )
+
+    def _load(self, uscc: str) -> Provider | None:
+        cached = self._cache.get(uscc)
+        if cached is not None:
+            self._cache.move_to_end(uscc)
+            return cached
+        try:
+            provider: Provider = self.repository.get(provider_id(uscc))
+        except AggregateNotFoundError:
+            return None
+        self._remember(provider)
+        return provider
+
+    def _remember(self, provider: Provider) -> None:
+        self._cache[provider.uscc] = provider
+        self._cache.move_to_end(provider.uscc)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def provider(self, uscc: str) -> Provider | None:
+        try:
+            provider: Provider = self.repository.get(provider_id(uscc))
+        except AggregateNotFoundError:
+            return None
+        return provider
+
+    def provider_as_of(self, uscc: str, day: date) -> Provider | None:
+        """Time travel: the provider with every event of business date ≤ ``day`` applied."""
+        events = [
+            e
+            for e in self.events.get(provider_id(uscc))
+            if isinstance(e, Provider.Event) and e.business_date <= day
+        ]
+        provider: Provider | None = None
+        for event in events:
+            if isinstance(event, Aggregate.Created):
+                provider = event.mutate(None)
+            elif provider is not None:
+                event.apply(provider)
+        return provider
+
+    def record(self, record_id: UUID) -> InboundRecord:
+        record: InboundRecord = self.repository.get(record_id)
+        return record
+
+    def position(self, tracking_name: str) -> int | None:
+        """The last stored position of a tracked input (e.g. a Kafka partition)."""
+        return self.process_recorder.max_tracking_id(tracking_name)
+
+    def stats(self) -> dict[str, int]:
+        """Outcome counts from the store: consumed is the sum of the other four."""
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        for event in self.iter_events():
+            if isinstance(event, Provider.Event):
+                counts["accepted"] += 1
+            elif isinstance(event, InboundRecord.Received):
+                counts[event.outcome] += 1
+        return {"consumed": sum(counts.values()), **counts}
+
+    def iter_events(self, start: int = 1, page: int = 1000) -> Iterable[Any]:
+        """Every stored domain event in notification order."""
+        while True:
+            notifications = self.process_recorder.select_notifications(start, page)
+            if not notifications:
+                return
+            for notification in notifications:
+                yield self.mapper.to_domain_event(notification)
+            start = notifications[-1].id + 1

@@ -1,0 +1,364 @@
+"""The ``Provider`` aggregate: one legal entity's lifecycle across every tenure.
+
+Commands judge an inbound event against the rulebook and either record it (a domain
+event carrying the CloudEvents id, source and business time) or raise
+:class:`Refused` with the clause codes it breaks (CONTRACT.md's refusal table).
+A CloudEvents id already recorded here raises :class:`Duplicate`: no second effect.
+The business time of each event is its ``timestamp``; the domain never reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from lifecycle import contract
+from lifecycle.admission import Unmet, unmet_requirements
+from lifecycle.contract import Envelope
+from lifecycle.eligibility import Eligibility, Milestone, eligibility
+from lifecycle.rules import BUSINESS_TZ, DEPOSIT_FEN, Clause
+from lifecycle.uscc import provider_id
+
+Status = Literal["applied", "admitted", "active", "exited", "expelled", "declined"]
+OPEN: frozenset[str] = frozenset({"applied", "admitted"})
+
+
+class Refused(Exception):
+    """The event contradicts the rules; ``codes`` are the clauses it breaks."""
+
+    def __init__(self, codes: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.codes = codes
+        self.reason = reason
+
+
+class Duplicate(Exception):
+    """The CloudEvents id was already recorded for this provider."""
+
+
+@dataclass
+class Violation:
+    clause: str
+    severity: str
+    on: date
+    ce_id: str
+
+
+class Provider(Aggregate):
+    """A regional industry service provider, identified by its USCC."""
+
+    class Event(Aggregate.Event):
+        """Every provider event keeps the inbound CloudEvent it came from."""
+
+        WIRE_TYPE: ClassVar[str]
+        ce_id: str
+        ce_source: str
+        data: dict[str, Any]
+        recorded_at: datetime
+
+        @property
+        def business_date(self) -> date:
+            return self.timestamp.astimezone(BUSINESS_TZ).date()
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.accepted_ids.add(self.ce_id)
+            self.evolve(aggregate)
+
+        def evolve(self, p: Provider) -> None:
+            """How the event changes the provider's state."""
+
+    class Applied(Event, Aggregate.Created):
+        """The first application of an entity: starts its one history."""
+
+        WIRE_TYPE = "provider.Applied"
+        uscc: str
+
+        def evolve(self, p: Provider) -> None:
+            p.open_tenure(self)
+
+    class Reapplied(Event):
+        """A later application (wire type ``provider.Applied``) after a closed tenure."""
+
+        WIRE_TYPE = "provider.Applied"
+
+        def evolve(self, p: Provider) -> None:
+            p.open_tenure(self)
+
+    class Admitted(Event):
+        WIRE_TYPE = "provider.Admitted"
+
+        def evolve(self, p: Provider) -> None:
+            p.status = "admitted"
+            p.admitted_on = self.business_date
+
+    class DepositPaid(Event):
+        WIRE_TYPE = "provider.DepositPaid"
+
+        def evolve(self, p: Provider) -> None:
+            p.deposit_balance_fen += self.data["amount_fen"]
+
+    class DepositDeducted(Event):
+        WIRE_TYPE = "provider.DepositDeducted"
+
+        def evolve(self, p: Provider) -> None:
+            p.deposit_balance_fen -= self.data["amount_fen"]
+
+    class ViolationRecorded(Event):
+        WIRE_TYPE = "provider.ViolationRecorded"
+
+        def evolve(self, p: Provider) -> None:
+            p.violations.append(
+                Violation(
+                    self.data["clause"], self.data["severity"], self.business_date, self.ce_id
+                )
+            )
+
+    class Exited(Event):
+        WIRE_TYPE = "provider.Exited"
+
+        def evolve(self, p: Provider) -> None:
+            p.close_tenure("exited", Milestone(self.business_date, "exited"))
+
+    class Expelled(Event):
+        WIRE_TYPE = "provider.Expelled"
+
+        def evolve(self, p: Provider) -> None:
+            readmission = self.data.get("readmission") or {}
+            until = readmission.get("until")
+            p.close_tenure(
+                "expelled",
+                Milestone(
+                    self.business_date,
+                    "expelled",
+                    ground=self.data["ground"],
+                    readmission_until=date.fromisoformat(until) if until else None,
+                    readmission_permanent=bool(readmission.get("permanent")),
+                ),
+            )
+
+    class ApplicationDeclined(Event):
+        WIRE_TYPE = "provider.ApplicationDeclined"
+
+        def evolve(self, p: Provider) -> None:
+            p.close_tenure("declined", Milestone(self.business_date, "declined"))
+
+    # --- state ------------------------------------------------------------------------
+
+    def __init__(self, uscc: str) -> None:
+        self.uscc = uscc
+        self._status: Status | None = None
+        self.deposit_balance_fen = 0
+        self.violations: list[Violation] = []
+        self.application: dict[str, Any] | None = None
+        self.applied_on: date | None = None
+        self.admitted_on: date | None = None
+        self.milestones: list[Milestone] = []
+        self.accepted_ids: set[str] = set()
+
+    @staticmethod
+    def create_id(uscc: str) -> UUID:
+        return provider_id(uscc)
+
+    @property
+    def status(self) -> Status | None:
+        """``active`` is admitted with a deposit balance of at least CNY 100,000 (A1.1.1-3)."""
+        if self._status == "admitted" and self.deposit_balance_fen >= DEPOSIT_FEN:
+            return "active"
+        return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        self._status = value
+
+    @property
+    def tenure_open(self) -> bool:
+        return self._status in OPEN
+
+    @property
+    def deposit_shortfall_fen(self) -> int:
+        """How much is missing to the full deposit while admitted (0 when none)."""
+        if self._status != "admitted":
+            return 0
+        return max(0, DEPOSIT_FEN - self.deposit_balance_fen)
+
+    def open_tenure(self, event: Provider.Event) -> None:
+        self._status = "applied"
+        self.application = event.data
+        self.applied_on = event.business_date
+        self.admitted_on = None
+        self.deposit_balance_fen = 0  # a new tenure starts from zero
+        self.milestones.append(Milestone(event.business_date, "applied"))
+
+    def close_tenure(self, status: Status, milestone: Milestone) -> None:
+        # The deposit belongs to the tenure; refund or forfeiture is settled elsewhere.
+        self._status = status
+        self.deposit_balance_fen = 0
+        self.milestones.append(milestone)
+
+    def unmet_requirements(self) -> list[Unmet]:
+        """A1.1 requirements (deposit aside) the open application fails."""
+        if self.application is None or self.applied_on is None:
+            return []
+        return unmet_requirements(
+            contract.Applied.model_validate(self.application), self.applied_on
+        )
+
+    def eligibility(self, as_of: date) -> Eligibility:
+        return eligibility(self.milestones, as_of)
+
+    # --- commands: judge, then record or refuse ---------------------------------------
+
+    @classmethod
+    def start(cls, envelope: Envelope, recorded_at: datetime) -> Provider:
+        """The first accepted event of an entity must be its application."""
+        if envelope.type != "provider.Applied":
+            raise Refused(
+                [Clause.STATE], f"{_short(envelope.type)} for an entity that never applied"
+            )
+        return cls._create(
+            cls.Applied,
+            uscc=envelope.subject,
+            timestamp=envelope.time,
+            **_event_fields(envelope, recorded_at),
+        )
+
+    def handle(self, envelope: Envelope, recorded_at: datetime) -> None:
+        """Judge a later event of this entity; record it or raise ``Refused``/``Duplicate``."""
+        if envelope.id in self.accepted_ids:
+            raise Duplicate(envelope.id)
+        judge = getattr(self, "_judge_" + _short(envelope.type))
+        event_class: type[Provider.Event] = judge(envelope)
+        self.trigger_event(
+            event_class, timestamp=envelope.time, **_event_fields(envelope, recorded_at)
+        )
+
+    def _judge_Applied(self, envelope: Envelope) -> type[Provider.Event]:
+        if self.tenure_open:
+            raise Refused([Clause.STATE], f"a tenure is open (status {self.status})")
+        verdict = self.eligibility(envelope.business_date)
+        if verdict.can_apply is False:
+            # A1.3-1, A1.3-3, A1.3-4 or A1.3-5: the most restrictive past exit.
+            raise Refused([verdict.clause or Clause.STATE], verdict.reason)
+        if verdict.requires == "A1.1":
+            # A1.3-2: after an A1.2.2-1 expulsion, only once A1.1 is met again.
+            application = contract.Applied.model_validate(envelope.data)
+            unmet = unmet_requirements(application, envelope.business_date)
+            if unmet:
+                raise Refused(
+                    [Clause.A1_3_2],
+                    "expelled under A1.2.2-1 and still fails A1.1: "
+                    + "; ".join(f"{u.clause} {u.reason}" for u in unmet),
+                )
+        return self.Reapplied
+
+    def _judge_Admitted(self, envelope: Envelope) -> type[Provider.Event]:
+        if self._status != "applied":
+            raise Refused([Clause.STATE], f"no open application (status {self.status})")
+        unmet = self.unmet_requirements()
+        if unmet:
+            # A1.1: each failing requirement, deposit aside.
+            raise Refused(
+                [u.clause for u in unmet], "; ".join(f"{u.clause} {u.reason}" for u in unmet)
+            )
+        return self.Admitted
+
+    def _require_open_tenure(self, envelope: Envelope) -> None:
+        if not self.tenure_open:
+            raise Refused(
+                [Clause.STATE],
+                f"{_short(envelope.type)} with no open tenure (status {self.status})",
+            )
+
+    def _judge_DepositPaid(self, envelope: Envelope) -> type[Provider.Event]:
+        self._require_open_tenure(envelope)
+        return self.DepositPaid
+
+    def _judge_DepositDeducted(self, envelope: Envelope) -> type[Provider.Event]:
+        self._require_open_tenure(envelope)
+        return self.DepositDeducted
+
+    def _judge_ViolationRecorded(self, envelope: Envelope) -> type[Provider.Event]:
+        self._require_open_tenure(envelope)
+        return self.ViolationRecorded
+
+    def _judge_Exited(self, envelope: Envelope) -> type[Provider.Event]:
+        if self._status != "admitted":
+            raise Refused(
+                [Clause.STATE], f"only an admitted provider can exit (status {self.status})"
+            )
+        codes: list[str] = []
+        reasons: list[str] = []
+        if not envelope.data["merchant_fees_settled"]:
+            codes.append(Clause.A1_2_1_1)
+            reasons.append("A1.2.1-1 service fees of bound merchants are not settled")
+        if not envelope.data["transaction_obligations_fulfilled"]:
+            codes.append(Clause.A1_2_1_2)
+            reasons.append("A1.2.1-2 Heat Wave Engine transaction obligations are not fulfilled")
+        if codes:
+            raise Refused(codes, "; ".join(reasons))
+        return self.Exited
+
+    def _judge_Expelled(self, envelope: Envelope) -> type[Provider.Event]:
+        if self._status != "admitted":
+            raise Refused(
+                [Clause.STATE], f"only an admitted provider can be expelled (status {self.status})"
+            )
+        return self.Expelled
+
+    def _judge_ApplicationDeclined(self, envelope: Envelope) -> type[Provider.Event]:
+        if self._status != "applied":
+            raise Refused([Clause.STATE], f"no open application to decline (status {self.status})")
+        return self.ApplicationDeclined
+
+
+EVENT_CLASSES: tuple[type[Provider.Event], ...] = (
+    Provider.Applied,
+    Provider.Reapplied,
+    Provider.Admitted,
+    Provider.DepositPaid,
+    Provider.DepositDeducted,
+    Provider.ViolationRecorded,
+    Provider.Exited,
+    Provider.Expelled,
+    Provider.ApplicationDeclined,
+)
+
+
+def _short(event_type: str) -> str:
+    return event_type.removeprefix("provider.")
+
+
+def _event_fields(envelope: Envelope, recorded_at: datetime) -> dict[str, Any]:
+    return {
+        "ce_id": envelope.id,
+        "ce_source": envelope.source,
+        "data": envelope.data,
+        "recorded_at": recorded_at,
+    }
+
+
+@dataclass
+class Judgement:
+    """What became of one event: accepted (with the provider), refused or duplicate."""
+
+    outcome: Literal["accepted", "refused", "duplicate"]
+    provider: Provider | None = None
+    codes: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+def judge(provider: Provider | None, envelope: Envelope, recorded_at: datetime) -> Judgement:
+    """Judge one parsed event against the entity's history (``None``: never seen)."""
+    try:
+        if provider is None:
+            return Judgement("accepted", Provider.start(envelope, recorded_at))
+        provider.handle(envelope, recorded_at)
+        return Judgement("accepted", provider)
+    except Refused as refusal:
+        return Judgement("refused", provider, [str(c) for c in refusal.codes], refusal.reason)
+    except Duplicate:
+        return Judgement("duplicate", provider)
