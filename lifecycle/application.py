@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.persistence import ProcessRecorder
 
 from lifecycle.contract import Envelope, Malformed, parse_record
 from lifecycle.provider import Provider, judge
@@ -36,6 +36,19 @@ class InboundMessage:
     value: bytes
     position: str
     key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """The records ``first``…``last`` of one tracked input (e.g. ``kafka:<topic>:<partition>``).
+
+    Saved with the batch in one transaction; the store refuses a batch that does not
+    start right after the stored position, so no record is ever applied twice.
+    """
+
+    name: str
+    first: int
+    last: int
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ class ProviderLifecycle(Application[UUID]):
     # --- writing ----------------------------------------------------------------------
 
     def process(
-        self, messages: Sequence[InboundMessage], tracking: Tracking | None = None
+        self, messages: Sequence[InboundMessage], positions: Sequence[Position] = ()
     ) -> list[Result]:
         """Judge a batch in memory and save everything it produced in one transaction."""
         recorded_at = self.clock()
@@ -95,20 +108,22 @@ class ProviderLifecycle(Application[UUID]):
                 results.append(result)
                 if record is not None:
                     records.append(record)
-            self._save_with_tracking([*touched.values(), *records], tracking)
+            self._save_with_positions([*touched.values(), *records], positions)
         except Exception:
             # Cached aggregates may hold events that were never stored.
             self._cache.clear()
             raise
         return results
 
-    def _save_with_tracking(
-        self, aggregates: Sequence[Aggregate], tracking: Tracking | None
+    def _save_with_positions(
+        self, aggregates: Sequence[Aggregate], positions: Sequence[Position]
     ) -> None:
-        # ``Application.save(tracking=...)`` passes tracking twice in eventsourcing 9.5;
-        # a ProcessingEvent carries it to the process recorder in the same transaction.
-        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking)
-        processing.collect_events(*aggregates)
+        # The recorders in ``service/stores`` write ``positions`` in the same transaction
+        # as the events; the library's own recorders would silently ignore them.
+        if positions and not getattr(self.recorder, "supports_positions", False):
+            raise TypeError(f"{type(self.recorder).__name__} cannot record input positions")
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.collect_events(*aggregates, positions=list(positions))
         self._record(processing)
 
     def _judge(

@@ -32,19 +32,19 @@ class Settings(BaseSettings):
 def persistence_env(store: str) -> dict[str, str]:
     url = urlparse(store)
     if url.scheme == "memory":
-        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return {"PERSISTENCE_MODULE": "service.stores.memory:Factory"}
     if url.scheme == "sqlite":
         # sqlite:///relative/path.db or sqlite:////absolute/path.db
         path = Path(unquote(store.removeprefix("sqlite:///")))
         path.parent.mkdir(parents=True, exist_ok=True)
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "service.stores.sqlite:Factory",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "30",
         }
     if url.scheme in ("postgresql", "postgres"):
         return {
-            "PERSISTENCE_MODULE": "lifecycle.store.postgres",
+            "PERSISTENCE_MODULE": "service.stores.postgres:Factory",
             "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
