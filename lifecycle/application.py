@@ -175,6 +175,10 @@ class ProviderLifecycle(Application[UUID]):
             recorded_at=recorded_at,
         )
 
+    def clear_cache(self) -> None:
+        """Forget cached aggregates (e.g. after a Kafka rebalance moved partitions)."""
+        self._cache.clear()
+
     def _load(self, uscc: str) -> Provider | None:
         cached = self._cache.get(uscc)
         if cached is not None:
@@ -200,6 +204,10 @@ class ProviderLifecycle(Application[UUID]):
             provider: Provider = self.repository.get(provider_id(uscc))
         except AggregateNotFoundError:
             return None
+        return provider
+
+    def provider_by_id(self, aggregate_id: UUID) -> Provider:
+        provider: Provider = self.repository.get(aggregate_id)
         return provider
 
     def provider_as_of(self, uscc: str, day: date) -> Provider | None:

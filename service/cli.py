@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sys
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.progress import Progress
 from rich.table import Table
 
+from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import payload_json_schemas
 from lifecycle.evaluate import evaluate, today_in_shanghai
+from service.inbox import inbox_entries, resubmit
+from service.settings import Settings
 
 app = typer.Typer(
     help="Provider lifecycle service: judge, record, publish and project provider events.",
@@ -107,6 +116,152 @@ def schemas_command(
             json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         )
     console.print(f"wrote {len(payload_json_schemas())} schemas to {out}")
+
+
+@app.command("run")
+def run_command() -> None:
+    """The service: consume, judge, store and relay until SIGTERM / Ctrl-C."""
+    from service.runner import serve
+
+    _logging()
+    asyncio.run(serve(Settings()))
+
+
+@app.command("produce")
+def produce_command(
+    file: Annotated[Path, typer.Argument(help="one record per line")],
+    topic: Annotated[str | None, typer.Option("--topic", help="default: the inbound topic")] = None,
+) -> None:
+    """Publish each line to the inbound topic, key = its subject."""
+    from service.kafka_admin import ensure_topics
+    from service.produce import key_of, produce
+
+    settings = Settings()
+    target = topic or settings.inbound_topic
+    lines = [line.rstrip(b"\r\n") for line in file.read_bytes().splitlines() if line.strip()]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"producing to {target}", total=len(lines))
+
+        async def go() -> int:
+            await ensure_topics(settings.kafka_bootstrap, {target: settings.partitions})
+            return await produce(
+                settings.kafka_bootstrap,
+                target,
+                ((key_of(line), line, []) for line in lines),
+                on_sent=lambda n: progress.advance(task, n),
+            )
+
+        sent = asyncio.run(go())
+    print(f"sent {sent} records to {target}")
+
+
+@app.command("stats")
+def stats_command(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="refresh every second")] = False,
+) -> None:
+    """Outcome counts from the store (consumed = accepted + refused + malformed + duplicate)."""
+    lifecycle = ProviderLifecycle(env=Settings().persistence_env())
+    if as_json:
+        sys.stdout.write(json.dumps(lifecycle.stats()) + "\n")
+        return
+
+    def table() -> Table:
+        counts = lifecycle.stats()
+        view = Table(title="Inbound records")
+        for name in counts:
+            view.add_column(name, justify="right")
+        view.add_row(*(f"{n:,}" for n in counts.values()))
+        return view
+
+    if not follow:
+        console.print(table())
+        return
+    with Live(table(), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1)
+                live.update(table())
+        except KeyboardInterrupt:
+            pass
+
+
+inbox = typer.Typer(help="Refused and malformed records: list and re-submit.", no_args_is_help=True)
+app.add_typer(inbox, name="inbox")
+
+
+@inbox.command("list")
+def inbox_list(
+    outcome: Annotated[str | None, typer.Option(help="refused or malformed")] = None,
+    code: Annotated[str | None, typer.Option(help="a clause code, e.g. A1.3-5")] = None,
+    subject: Annotated[str | None, typer.Option(help="a USCC")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List records that were not accepted, with their reasons."""
+    lifecycle = ProviderLifecycle(env=Settings().persistence_env())
+    entries = [e.as_dict() for e in inbox_entries(lifecycle, outcome, code, subject)]
+    if as_json:
+        sys.stdout.write(json.dumps(entries, ensure_ascii=False) + "\n")
+        return
+    view = Table(title=f"Inbox ({len(entries)})")
+    for column in ("record", "outcome", "id", "subject", "codes", "reason", "resubmitted"):
+        view.add_column(column)
+    for e in entries:
+        view.add_row(
+            e["record"],
+            e["outcome"],
+            str(e["id"]),
+            str(e["subject"]),
+            ", ".join(e["codes"]),
+            e["reason"] or "",
+            str(e["resubmissions"]),
+        )
+    console.print(view)
+
+
+@inbox.command("resubmit")
+def inbox_resubmit(
+    record: Annotated[str | None, typer.Argument(help="a record id from `inbox list`")] = None,
+    all_matching: Annotated[
+        bool, typer.Option("--all", help="every record matching the filters")
+    ] = False,
+    outcome: Annotated[str | None, typer.Option(help="refused or malformed")] = None,
+    code: Annotated[str | None, typer.Option(help="a clause code")] = None,
+    subject: Annotated[str | None, typer.Option(help="a USCC")] = None,
+) -> None:
+    """Send records back to the inbound topic (after an upstream fix) to be judged again."""
+    settings = Settings()
+    lifecycle = ProviderLifecycle(env=settings.persistence_env())
+    if record is not None:
+        chosen = [lifecycle.record(UUID(record))]
+    elif all_matching:
+        chosen = [
+            lifecycle.record(e.record_id) for e in inbox_entries(lifecycle, outcome, code, subject)
+        ]
+    else:
+        raise typer.BadParameter("give a record id or --all with filters")
+    sent = resubmit(lifecycle, settings, chosen, by="cli")
+    print(f"re-submitted {sent} records to {settings.inbound_topic}")
+
+
+@app.command("demo-data")
+def demo_data_command(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write")],
+    providers: Annotated[int, typer.Option(help="number of providers")] = 2000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+) -> None:
+    """Generate a realistic sample stream (full lifecycles, refusals, malformed records)."""
+    from service.demo import write
+
+    count = write(out, providers, seed)
+    print(f"wrote {count} records for {providers} providers to {out}")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "provider-lifecycle.inbound.v1.dlq"
     group_id: str = "provider-lifecycle"
     batch_size: int = 2000
+    partitions: int = 6
     http_bind: str = "127.0.0.1:8000"
     api_tokens: str = ""
 

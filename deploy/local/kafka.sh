@@ -140,7 +140,12 @@ EOF
 
 ensure_formatted() {
     if [[ -f "$DATA/meta.properties" ]]; then
-        return 0
+        # --standalone stores the controller endpoint in the metadata log; a
+        # different controller port needs a fresh format (local data is lost).
+        if [[ "$(cat "$KDIR/formatted.cport" 2>/dev/null || echo "$CPORT")" == "$CPORT" ]]; then
+            return 0
+        fi
+        log "controller port changed to $CPORT: wiping $DATA and formatting again"
     fi
     # No meta.properties: never formatted, or a format was interrupted. Either
     # way nothing in data/ is usable.
@@ -166,6 +171,7 @@ while True:
         cat "$KDIR/format.log" >&2
         die "storage format failed"
     fi
+    echo "$CPORT" >"$KDIR/formatted.cport"
 }
 
 # pid of the broker that uses our config, from the pid file or by scanning

@@ -40,7 +40,7 @@ pg_bindir() {
 }
 
 ensure_installed() {
-    if BIN="$(pg_bindir)" && command -v psql >/dev/null 2>&1; then
+    if BIN="$(pg_bindir)" && [[ -x "$BIN/psql" ]]; then
         return 0
     fi
     [[ $EUID -eq 0 ]] || die "postgresql is not installed and we are not root"
@@ -150,13 +150,13 @@ EOF
 }
 
 psql_admin() {  # psql as superuser over the unix socket (peer auth)
-    as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$PGPORT_" -d postgres "$@"
+    as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$PGPORT_" -U postgres -d postgres "$@"
 }
 
 ensure_role_db() {
     if ! psql_admin -c 'select 1' >/dev/null 2>&1; then
         # Not our cluster and no peer access: accept it if the role already works.
-        if PGPASSWORD="$PASSWORD" psql -X -q -h "$HOST" -p "$PGPORT_" -U "$ROLE" -d "$DB" \
+        if PGPASSWORD="$PASSWORD" "$BIN/psql" -X -q -h "$HOST" -p "$PGPORT_" -U "$ROLE" -d "$DB" \
                 -c 'select 1' >/dev/null 2>&1; then
             return 0
         fi

@@ -29,5 +29,5 @@ class PositionsPOPOProcessRecorder(POPOProcessRecorder):
 
 
 class Factory(POPOFactory):
-    def process_recorder(self) -> PositionsPOPOProcessRecorder:  # type: ignore[override]
+    def process_recorder(self) -> PositionsPOPOProcessRecorder:
         return PositionsPOPOProcessRecorder()

@@ -1,0 +1,160 @@
+"""The inbound subscriber: Kafka → judge → event store, with exactly-once effect.
+
+Each ``getmany`` batch is parsed and judged in memory by ``ProviderLifecycle.process``,
+which writes the accepted events, the refused / malformed / duplicate records and the
+position of every partition in the batch in **one transaction**. Positions live in the
+store: on assignment each partition is sought to its stored position + 1, and Kafka's
+committed offsets are only advisory (for lag dashboards). A batch the store refuses
+(another consumer got there first, a stale fetch after a rebalance) or cannot take
+(database down) is rewound to the stored positions and fetched again, with backoff.
+A poison record cannot block a partition: every record is judged, at worst malformed.
+
+We drive ``aiokafka`` directly rather than through a faststream subscriber: exactly-once
+here needs to seek every assigned partition after a failed transaction, which
+faststream's ack policies cannot express (ARCHITECTURE.md, "Traps").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from consumers.metrics import BATCH_SECONDS, CONSUMER_LAG, OUTCOMES
+from lifecycle.application import InboundMessage, Position, ProviderLifecycle, Result
+
+log = logging.getLogger(__name__)
+
+
+def position_name(topic: str, partition: int) -> str:
+    return f"kafka:{topic}:{partition}"
+
+
+def record_position(topic: str, partition: int, offset: int) -> str:
+    return f"kafka:{topic}:{partition}:{offset}"
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    bootstrap: str
+    topic: str
+    group_id: str
+    batch_size: int = 2000
+    poll_ms: int = 200
+    max_backoff_s: float = 5.0
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue every partition right after the store's position."""
+
+    def __init__(self, inbound: InboundConsumer) -> None:
+        self.inbound = inbound
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        await self.inbound.seek_to_stored(assigned)
+
+
+class InboundConsumer:
+    def __init__(
+        self,
+        app: ProviderLifecycle,
+        config: InboundConfig,
+        on_results: Callable[[list[Result]], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.on_results = on_results
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=config.bootstrap,
+            group_id=config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=config.batch_size,
+            isolation_level="read_committed",
+        )
+
+    async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        # Another consumer may have written these providers meanwhile.
+        self.app.clear_cache()
+        for tp in partitions:
+            stored = await asyncio.to_thread(
+                self.app.position, position_name(tp.topic, tp.partition)
+            )
+            if stored is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, stored + 1)
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in partitions))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in hand is finished first."""
+        self.consumer.subscribe([self.config.topic], listener=SeekToStoredPositions(self))
+        await self.consumer.start()
+        backoff = 0.1
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(
+                    timeout_ms=self.config.poll_ms, max_records=self.config.batch_size
+                )
+                if not batch:
+                    continue
+                try:
+                    await self.handle(batch)
+                    backoff = 0.1
+                except Exception as exc:  # the store refused or failed: fetch again
+                    log.warning("batch not stored (%s: %s); rewinding", type(exc).__name__, exc)
+                    await self.seek_to_stored(list(self.consumer.assignment()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, self.config.max_backoff_s)
+        finally:
+            await self.consumer.stop()
+
+    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Result]:
+        messages: list[InboundMessage] = []
+        positions: list[Position] = []
+        for tp, records in batch.items():
+            if not records:
+                continue
+            for record in records:
+                messages.append(
+                    InboundMessage(
+                        record.value or b"",
+                        record_position(tp.topic, tp.partition, record.offset),
+                        record.key,
+                    )
+                )
+            positions.append(
+                Position(
+                    position_name(tp.topic, tp.partition), records[0].offset, records[-1].offset
+                )
+            )
+        started = time.perf_counter()
+        results = await asyncio.to_thread(self.app.process, messages, positions)
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        for result in results:
+            OUTCOMES.labels(result.outcome).inc()
+        if self.on_results:
+            self.on_results(results)
+        # Advisory only: lets ordinary Kafka tooling show the group's lag.
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in progress; the store is the truth
+            log.info("advisory commit skipped: %s", exc)
+        for tp in batch:
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offsets.get(tp, 0))
+                )
+        return results
