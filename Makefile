@@ -27,6 +27,10 @@ test: lint services
 test-unit: install
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
+## The main job on the embedded SQLite store with local Kafka and a sample stream.
+run: install
+	deploy/local/run.sh
+
 services:
 	deploy/local/services.sh start
 

@@ -85,14 +85,13 @@ class InboundConsumer:
     async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
         # Another consumer may have written these providers meanwhile.
         self.app.clear_cache()
+        beginnings = await self.consumer.beginning_offsets(list(partitions))
         for tp in partitions:
             stored = await asyncio.to_thread(
                 self.app.position, position_name(tp.topic, tp.partition)
             )
-            if stored is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, stored + 1)
+            # Explicit offsets: a lazy seek_to_beginning could be applied after a fetch.
+            self.consumer.seek(tp, beginnings[tp] if stored is None else stored + 1)
         log.info("partitions assigned: %s", sorted(tp.partition for tp in partitions))
 
     async def run(self, stop: asyncio.Event) -> None:

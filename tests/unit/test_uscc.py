@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle.uscc import ALPHABET, WEIGHTS, check_character, is_valid_uscc, provider_id, uscc_error
+from lifecycle.uscc import (
+    ALPHABET,
+    WEIGHTS,
+    check_character,
+    is_valid_uscc,
+    provider_id,
+    uscc_error,
+)
 from tests.unit.factories import bad_check_uscc, uscc
 
 first17s = st.text(alphabet=ALPHABET, min_size=17, max_size=17)

@@ -1,0 +1,656 @@
+"""Ingest throughput on the real exactly-once path, against a raw ``COPY`` baseline.
+
+Run with ``make bench`` or ``.venv/bin/python -m bench.ingest`` (Kafka and PostgreSQL
+from ``deploy/local/services.sh start``). One run:
+
+1. generates realistic, valid CloudEvents (20,000 providers × 10 events: Applied with
+   a fully qualifying payload, Admitted, DepositPaid, then ViolationRecorded /
+   DepositPaid / DepositDeducted), key = USCC, and produces them all to a fresh
+   6-partition topic (not timed);
+2. baseline: ``COPY … FROM STDIN (FORMAT BINARY)`` of as many rows of the same shape
+   (uuid, bigint, text, bytea of the mean stored state size) into a fresh table with
+   the events table's DDL, 1,000 rows per transaction (timed);
+3. ingest: ``InboundConsumer`` with a fresh ``ProviderLifecycle`` on a fresh PostgreSQL
+   database, timed from the first record consumed to the last one recorded (the
+   ``on_results`` callback runs after the batch's transaction commits); then the
+   stored positions and event count are checked;
+4. the same ingest on a SQLite file store;
+5. deletes the topic and drops the database.
+
+The last line is ``ingest: X events/s; raw COPY: Y rows/s; ratio: Z``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+
+import lifecycle.application as application_module
+from consumers.inbound import InboundConfig, InboundConsumer, position_name
+from lifecycle.application import InboundMessage, ProviderLifecycle, Result
+from lifecycle.uscc import check_character
+from service.kafka_admin import ensure_topics
+from service.produce import produce
+from service.settings import Settings, persistence_env
+
+log = logging.getLogger("bench.ingest")
+
+ADMIN_URL = "postgresql://lifecycle:lifecycle@127.0.0.1:5432/lifecycle"
+BENCH_DB = "lifecycle_bench"
+SOURCE = "/taobao-live/provider-admin"
+CST = timezone(timedelta(hours=8))
+DEPOSIT_FEN = 10_000_000  # A1.1.1-3: CNY 100,000
+MIN_CAPITAL_FEN = 50_000_000  # A1.1.1-2b: CNY 500,000
+CAPABILITIES = (
+    "bd_expansion",
+    "operations",
+    "accompanied_running",
+    "training",
+    "paid_traffic",
+    "goods_distribution",
+)
+ARTICLE_2 = (
+    "A2.1-1",
+    "A2.1-2",
+    *(f"A2.2-{n}" for n in range(1, 8)),
+    "A2.3-1",
+    "A2.3-2",
+    "A2.3-3",
+)
+REGIONS = (
+    ("330100", "杭州"),
+    ("310000", "上海"),
+    ("110000", "北京"),
+    ("440100", "广州"),
+    ("440300", "深圳"),
+    ("510100", "成都"),
+    ("420100", "武汉"),
+    ("320500", "苏州"),
+    ("350200", "厦门"),
+    ("370200", "青岛"),
+)
+TRADE_NAMES = (
+    "星火",
+    "云帆",
+    "锦程",
+    "蓝海",
+    "优选",
+    "新潮",
+    "领航",
+    "盛世",
+    "汇聚",
+    "启明",
+    "长风",
+)
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰涛明超秀霞平刚桂英华"
+VIOLATIONS = (
+    "数据造假：直播间刷量",
+    "未按约定履行合作协议",
+    "以平台名义招商",
+    "实际主播与报备身份不一致",
+    "承诺未兑现",
+    "侵犯他人权益",
+)
+
+
+# --- generating the events ------------------------------------------------------------
+
+
+def uscc(n: int, region: str) -> str:
+    """A valid USCC: an enterprise (91) in ``region`` with a numbered organisation code."""
+    first17 = f"91{region}{n:09d}"
+    return first17 + check_character(first17)
+
+
+@dataclass
+class Workload:
+    """The events in produce order: (key, value) plus (provider index, version) of each."""
+
+    records: list[tuple[bytes, bytes]]
+    versions: list[tuple[int, int]]
+    providers: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(v) for _, v in self.records)
+
+
+def _event(rng: random.Random, type_: str, subject: str, when: datetime, data: dict[str, Any]):
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "source": SOURCE,
+        "type": type_,
+        "subject": subject,
+        "time": when.isoformat(timespec="seconds"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def provider_events(rng: random.Random, n: int, per_provider: int) -> list[dict[str, Any]]:
+    """One provider's history: it qualifies, is admitted, pays, then lives a little."""
+    region, city = REGIONS[n % len(REGIONS)]
+    subject = uscc(n, region)
+    applied_at = datetime(2024, 1, 1, 9, tzinfo=CST) + timedelta(
+        days=rng.randrange(600), minutes=rng.randrange(9 * 60)
+    )
+    registered_on = (applied_at - timedelta(days=400 + rng.randrange(3000))).date()
+    contact = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.randint(1, 2)))
+    capabilities = list(CAPABILITIES)
+    rng.shuffle(capabilities)
+    applied = {
+        "company_name": f"{city}{rng.choice(TRADE_NAMES)}{n}直播服务有限公司",
+        "entity_type": "enterprise",
+        "real_name_verified": True,
+        "general_taxpayer": True,
+        "registered_capital_fen": MIN_CAPITAL_FEN * rng.randint(1, 40),
+        "registered_on": registered_on.isoformat(),
+        "advantage_statement": rng.choice((None, None, "头部主播孵化经验，年GMV超亿元")),
+        "is_store_account": False,
+        "entity_city": city,
+        "service_city": city,
+        "capabilities": capabilities,
+        "contact": {"name": contact, "phone": f"1{rng.choice('3578')}{rng.randrange(10**9):09d}"},
+    }
+    when = applied_at
+    events = [_event(rng, "provider.Applied", subject, when, applied)]
+    when += timedelta(days=rng.randint(1, 10), minutes=rng.randrange(600))
+    events.append(
+        _event(rng, "provider.Admitted", subject, when, {"decided_by": f"ops-{rng.randint(1, 40)}"})
+    )
+    when += timedelta(days=rng.randint(1, 5), minutes=rng.randrange(600))
+    events.append(_deposit_paid(rng, subject, when, DEPOSIT_FEN))
+    for _ in range(per_provider - 3):
+        when += timedelta(days=rng.randint(1, 30), minutes=rng.randrange(600))
+        kind = rng.random()
+        if kind < 0.4:
+            data = {
+                "clause": rng.choice(ARTICLE_2),
+                "severity": rng.choice(("minor", "minor", "serious", "severe")),
+                "description": rng.choice(VIOLATIONS),
+                "evidence_ref": rng.choice((None, f"EV-{rng.randrange(10**8):08d}")),
+            }
+            events.append(_event(rng, "provider.ViolationRecorded", subject, when, data))
+        elif kind < 0.7:
+            events.append(_deposit_paid(rng, subject, when, rng.randint(1, 50) * 100_000))
+        else:
+            data = {
+                "amount_fen": rng.randint(1, 20) * 50_000,
+                "reason": "违规扣罚",
+                "clause": rng.choice(("A4-1", "A3-1", "A3-2")),
+            }
+            events.append(_event(rng, "provider.DepositDeducted", subject, when, data))
+    return events
+
+
+def _deposit_paid(rng: random.Random, subject: str, when: datetime, amount: int):
+    data = {"amount_fen": amount, "payment_ref": f"PAY-{rng.randrange(10**12):012d}"}
+    return _event(rng, "provider.DepositPaid", subject, when, data)
+
+
+def generate(providers: int, per_provider: int, seed: int = 20260101) -> Workload:
+    """Every provider's history, interleaved in business-time order (per-key order kept)."""
+    rng = random.Random(seed)
+    rows: list[tuple[datetime, int, int, bytes, bytes]] = []
+    for n in range(providers):
+        for version, ev in enumerate(provider_events(rng, n, per_provider), start=1):
+            value = json.dumps(ev, ensure_ascii=False, separators=(",", ":")).encode()
+            rows.append(
+                (datetime.fromisoformat(ev["time"]), n, version, ev["subject"].encode(), value)
+            )
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return Workload(
+        records=[(key, value) for _, _, _, key, value in rows],
+        versions=[(n, version) for _, n, version, _, _ in rows],
+        providers=providers,
+    )
+
+
+# --- Kafka ----------------------------------------------------------------------------
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        offsets = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(topics))
+    finally:
+        await admin.close()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+
+def with_db(url: str, db: str) -> str:
+    return urlunparse(urlparse(url)._replace(path="/" + db))
+
+
+def recreate_database(admin_url: str, db: str, drop_only: bool = False) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{db}"')
+
+
+# The eventsourcing library's events table (PostgresApplicationRecorder), verbatim shape.
+EVENTS_TABLE_DDL = """
+CREATE TABLE {name} (
+    originator_id uuid NOT NULL,
+    originator_version bigint NOT NULL,
+    topic text,
+    state bytea,
+    notification_id bigserial,
+    PRIMARY KEY (originator_id, originator_version));
+CREATE UNIQUE INDEX {name}_notification_id_idx ON {name} (notification_id ASC);
+"""
+PLAIN_TABLE_DDL = """
+CREATE TABLE {name} (
+    originator_id uuid NOT NULL,
+    originator_version bigint NOT NULL,
+    topic text,
+    state bytea);
+"""
+
+
+def copy_baseline(
+    url: str, table: str, ddl: str, rows: Sequence[tuple[Any, ...]], batch: int
+) -> float:
+    """Seconds to COPY ``rows`` into a fresh table, ``batch`` rows per transaction."""
+    copy_sql = (
+        f"COPY {table} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in ddl.format(name=table).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        with conn.cursor() as cur:
+            started = time.perf_counter()
+            for i in range(0, len(rows), batch):
+                with conn.transaction(), cur.copy(copy_sql) as copy:
+                    copy.set_types(["uuid", "int8", "text", "bytea"])
+                    for row in rows[i : i + batch]:
+                        copy.write_row(row)
+            elapsed = time.perf_counter() - started
+        (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+        conn.execute(f"DROP TABLE {table}")
+    if count != len(rows):
+        raise RuntimeError(f"baseline stored {count} rows, expected {len(rows)}")
+    return elapsed
+
+
+def stored_state_sizes(url: str, table: str) -> tuple[float, int, str]:
+    """Mean and median ``state`` size and the most common topic of the stored events."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT avg(octet_length(state)), "
+            f"percentile_disc(0.5) WITHIN GROUP (ORDER BY octet_length(state)), "
+            f"mode() WITHIN GROUP (ORDER BY topic) FROM {table}"
+        ).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1]), str(row[2])
+
+
+def sample_states(workload: Workload, providers: int = 200) -> tuple[float, str]:
+    """Mean stored state size and most common topic, from an in-memory run of a sample."""
+    wanted = set(range(providers))
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    messages = [
+        InboundMessage(value, f"sample:{i}", key)
+        for i, ((key, value), (n, _)) in enumerate(
+            zip(workload.records, workload.versions, strict=True)
+        )
+        if n in wanted
+    ]
+    results = app.process(messages)
+    assert all(r.outcome == "accepted" for r in results), Counter(r.outcome for r in results)
+    notifications = app.process_recorder.select_notifications(1, len(messages) + 1)
+    sizes = [len(n.state) for n in notifications]
+    topic = Counter(n.topic for n in notifications).most_common(1)[0][0]
+    return statistics.fmean(sizes), topic
+
+
+# --- the timed ingest -----------------------------------------------------------------
+
+
+@dataclass
+class IngestRun:
+    label: str
+    batch_size: int
+    events: int = 0
+    seconds: float = 0.0
+    process_seconds: float = 0.0
+    batches: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    stored: int = 0
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class TimedInbound(InboundConsumer):
+    """The production consumer, noting when the first batch is in hand."""
+
+    first: float | None = None
+    batches = 0
+
+    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Result]:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.batches += 1
+        return await super().handle(batch)
+
+
+@contextlib.contextmanager
+def timers(app: ProviderLifecycle, into: dict[str, float]) -> Iterator[None]:
+    """Cheap wall-clock timers around the stages of ``ProviderLifecycle.process``."""
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                into[name] = into.get(name, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    with contextlib.ExitStack() as stack:
+        patches = [
+            (application_module, "parse_record", "parse (pydantic)"),
+            (application_module, "judge", "judge (aggregate)"),
+            (app.repository, "get", "load misses (repository.get)"),
+            (app.mapper, "to_stored_event", "mapper+transcoder"),
+            (app.recorder, "insert_events", "recorder (COPY txn)"),
+        ]
+        for target, name, label in patches:
+            original = getattr(target, name)
+            setattr(target, name, timed(label, original))
+            if target is application_module:
+                stack.callback(setattr, target, name, original)
+            else:
+                stack.callback(delattr, target, name)
+        yield
+
+
+async def ingest(
+    label: str,
+    store: str,
+    bootstrap: str,
+    topic: str,
+    batch_size: int,
+    expected: int,
+    ends: dict[int, int] | None,
+    breakdown: bool = False,
+    profile_dir: Path | None = None,
+    timeout: float = 240.0,
+) -> IngestRun:
+    """Consume ``expected`` records with the production consumer into ``store``."""
+    run = IngestRun(label, batch_size)
+    app = ProviderLifecycle(env=persistence_env(store))
+    stop = asyncio.Event()
+    last: list[float] = []
+
+    def on_results(results: list[Result]) -> None:
+        run.outcomes.update(r.outcome for r in results)
+        if run.outcomes.total() >= expected and not last:
+            last.append(time.perf_counter())
+            stop.set()
+
+    original_process = app.process
+    thread_profile = cProfile.Profile() if profile_dir else None
+
+    def process(messages: Sequence[InboundMessage], positions: Sequence[Any] = ()) -> Any:
+        started = time.perf_counter()
+        if thread_profile:
+            thread_profile.enable()
+        try:
+            return original_process(messages, positions)
+        finally:
+            if thread_profile:
+                thread_profile.disable()
+            run.process_seconds += time.perf_counter() - started
+
+    app.process = process  # type: ignore[method-assign]
+    config = InboundConfig(bootstrap, topic, f"bench-{uuid.uuid4().hex[:12]}", batch_size)
+    inbound = TimedInbound(app, config, on_results)
+    loop_profile = cProfile.Profile() if profile_dir else None
+    try:
+        with timers(app, run.breakdown) if breakdown else contextlib.nullcontext():
+            if loop_profile:
+                loop_profile.enable()
+            try:
+                await asyncio.wait_for(inbound.run(stop), timeout)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"{label}: {run.outcomes.total()} of {expected} records after {timeout}s"
+                ) from None
+            finally:
+                if loop_profile:
+                    loop_profile.disable()
+        assert inbound.first is not None and last
+        run.seconds = last[0] - inbound.first
+        run.events = run.outcomes.total()
+        run.batches = inbound.batches
+        run.stored = app.process_recorder.max_notification_id() or 0
+        if ends is not None:  # every partition's stored position is its last offset
+            for partition, end in ends.items():
+                stored = app.position(position_name(topic, partition))
+                if stored != end - 1:
+                    raise RuntimeError(f"{label}: partition {partition} at {stored}, end {end}")
+    finally:
+        app.close()
+    if profile_dir and thread_profile and loop_profile:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        slug = label.split()[0].lower()
+        thread_profile.dump_stats(profile_dir / f"{slug}-process.prof")
+        loop_profile.dump_stats(profile_dir / f"{slug}-loop.prof")
+        print(f"\n--- cProfile of ProviderLifecycle.process ({label}), top by own time ---")
+        print(top_functions(thread_profile, 22))
+        print(f"--- cProfile of the event loop thread ({label}: aiokafka), top by own time ---")
+        print(top_functions(loop_profile, 12))
+    return run
+
+
+def top_functions(profile: cProfile.Profile, limit: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    lines = out.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    return "\n".join(lines[start : start + limit + 1])
+
+
+def describe(run: IngestRun, note: str = "") -> str:
+    other = run.seconds - run.process_seconds
+    lines = [
+        f"{run.label}: {run.events:,} records in {run.seconds:.2f} s = {run.rate:,.0f} events/s"
+        f"{note}",
+        f"  batch size {run.batch_size}: {run.batches} batches of {run.events / run.batches:,.0f}"
+        f" on average; outcomes {dict(run.outcomes)}; {run.stored:,} events stored",
+        f"  in ProviderLifecycle.process {run.process_seconds:.2f} s "
+        f"({run.process_seconds / run.seconds:.0%}); Kafka fetch, commit and the loop "
+        f"{other:.2f} s ({other / run.seconds:.0%})",
+    ]
+    for name, seconds in run.breakdown.items():
+        lines.append(f"    {name:<30} {seconds:6.2f} s  {seconds / run.events * 1e6:6.1f} µs/event")
+    return "\n".join(lines)
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> str:
+    settings = Settings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap
+    batch_size = args.batch_size or settings.batch_size
+    bench_url = with_db(args.admin_url, args.database)
+    topic = f"bench-in-{uuid.uuid4()}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    print(
+        f"bench.ingest {datetime.now(UTC).isoformat(timespec='seconds')} on {platform.node()}: "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{psycopg.pq.__impl__} psycopg {psycopg.__version__} (libpq {psycopg.pq.version()})"
+    )
+    if psycopg.pq.__impl__ == "python":
+        print("  warning: pure-Python psycopg; install psycopg[binary] (ARCHITECTURE.md)")
+
+    started = time.perf_counter()
+    workload = generate(args.providers, args.events_per_provider)
+    total = len(workload.records)
+    print(
+        f"generated {total:,} events for {workload.providers:,} providers "
+        f"({workload.bytes / total:.0f} bytes/event) in {time.perf_counter() - started:.1f} s"
+    )
+    try:
+        await ensure_topics(bootstrap, {topic: args.partitions})
+        started = time.perf_counter()
+        sent = await produce(bootstrap, topic, ((k, v, []) for k, v in workload.records))
+        ends = await end_offsets(bootstrap, topic, args.partitions)
+        assert sent == total == sum(ends.values()), (sent, total, ends)
+        print(
+            f"produced to {topic} ({args.partitions} partitions: "
+            f"{sorted(ends.values())}) in {time.perf_counter() - started:.1f} s (not timed)"
+        )
+        recreate_database(args.admin_url, args.database)
+
+        # Baseline: rows shaped like the stored events, same order of (aggregate, version).
+        mean_state, common_topic = sample_states(workload)
+        state = os.urandom(round(mean_state))
+        ids = [uuid.uuid4() for _ in range(workload.providers)]
+        rows = [(ids[n], version, common_topic, state) for n, version in workload.versions]
+        copy_seconds = copy_baseline(
+            bench_url, "bench_copy", EVENTS_TABLE_DDL, rows, args.copy_batch
+        )
+        copy_rate = total / copy_seconds
+        print(
+            f"raw COPY: {total:,} rows ({len(state)} B state, topic {common_topic!r}) into a "
+            f"fresh table with the events table's DDL, {args.copy_batch} rows per transaction: "
+            f"{copy_seconds:.2f} s = {copy_rate:,.0f} rows/s"
+        )
+        plain_seconds = copy_baseline(
+            bench_url, "bench_copy_plain", PLAIN_TABLE_DDL, rows, args.copy_batch
+        )
+        print(
+            f"  (same rows into a table without indexes: {total / plain_seconds:,.0f} rows/s; "
+            "not used for the ratio)"
+        )
+        del rows
+
+        pg = await ingest(
+            "PostgreSQL ingest",
+            bench_url,
+            bootstrap,
+            topic,
+            batch_size,
+            total,
+            ends,
+            breakdown=args.breakdown,
+            profile_dir=args.profile,
+        )
+        print(describe(pg))
+        mean, median, _ = stored_state_sizes(bench_url, "provider_lifecycle_events")
+        print(
+            f"  stored state: mean {mean:.0f} B, median {median} B (baseline used {len(state)} B)"
+        )
+        if pg.stored != total or pg.outcomes["accepted"] != total:
+            raise RuntimeError(f"expected {total} accepted and stored, got {pg}")
+
+        if args.sqlite_events:
+            expected = min(args.sqlite_events, total)
+            lite = await ingest(
+                "SQLite ingest",
+                f"sqlite:///{tmp / 'bench.db'}",
+                bootstrap,
+                topic,
+                batch_size,
+                expected,
+                ends if expected == total else None,
+                breakdown=args.breakdown,
+                profile_dir=args.profile,
+            )
+            note = "" if expected == total else f" (first {expected:,} records only)"
+            print(describe(lite, note))
+    finally:
+        with contextlib.suppress(Exception):
+            await delete_topics(bootstrap, [topic])
+        if not args.keep_database:
+            with contextlib.suppress(Exception):
+                recreate_database(args.admin_url, args.database, drop_only=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ratio = pg.rate / copy_rate
+    verdict = "meets" if ratio >= args.floor else "BELOW"
+    print(f"floor ratio {args.floor:.2f}: {verdict}")
+    return f"ingest: {pg.rate:.0f} events/s; raw COPY: {copy_rate:.0f} rows/s; ratio: {ratio:.2f}"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    p.add_argument("--providers", type=int, default=20_000)
+    p.add_argument("--events-per-provider", type=int, default=10)
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: LIFECYCLE_BATCH_SIZE / settings"
+    )
+    p.add_argument("--copy-batch", type=int, default=1000, help="baseline rows per transaction")
+    p.add_argument(
+        "--sqlite-events", type=int, default=200_000, help="records for the SQLite run; 0 skips"
+    )
+    p.add_argument("--bootstrap", default=None, help="default: LIFECYCLE_KAFKA_BOOTSTRAP")
+    p.add_argument("--admin-url", default=ADMIN_URL, help="a database to run CREATE DATABASE in")
+    p.add_argument("--database", default=BENCH_DB, help="dropped and created for the run")
+    p.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
+    p.add_argument("--breakdown", action="store_true", help="time the stages of process()")
+    p.add_argument("--profile", type=Path, default=None, help="write cProfile stats to DIR")
+    p.add_argument("--floor", type=float, default=0.10)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    last_line = asyncio.run(main(parse_args()))
+    sys.stdout.flush()
+    print(last_line)

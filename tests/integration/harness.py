@@ -1,0 +1,151 @@
+"""Driving the real service in tests: topics, subprocesses, reading topics to their end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from lifecycle.application import ProviderLifecycle
+from service.kafka_admin import ensure_topics
+from service.produce import key_of, produce
+from service.settings import persistence_env
+
+LIFECYCLE = str(Path(sys.executable).with_name("lifecycle"))
+
+
+@dataclass(frozen=True)
+class Topics:
+    inbound: str
+    outbound: str
+    refused: str
+    dlq: str
+    group: str
+
+    @classmethod
+    def unique(cls) -> Topics:
+        tag = uuid.uuid4().hex[:10]
+        return cls(
+            f"it-{tag}.inbound",
+            f"it-{tag}.events",
+            f"it-{tag}.refused",
+            f"it-{tag}.inbound.dlq",
+            f"it-{tag}-group",
+        )
+
+    def env(self, bootstrap: str, store: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_")}
+        env.update(
+            LIFECYCLE_KAFKA_BOOTSTRAP=bootstrap,
+            LIFECYCLE_STORE=store,
+            LIFECYCLE_INBOUND_TOPIC=self.inbound,
+            LIFECYCLE_OUTBOUND_TOPIC=self.outbound,
+            LIFECYCLE_REFUSED_TOPIC=self.refused,
+            LIFECYCLE_DLQ_TOPIC=self.dlq,
+            LIFECYCLE_GROUP_ID=self.group,
+        )
+        env.update(extra)
+        return env
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll a real condition (not a fixed sleep) until it holds, or fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+
+
+def produce_lines(bootstrap: str, topic: str, lines: Sequence[bytes], partitions: int = 6) -> int:
+    async def go() -> int:
+        await ensure_topics(bootstrap, {topic: partitions})
+        return await produce(bootstrap, topic, ((key_of(line), line, []) for line in lines))
+
+    return asyncio.run(go())
+
+
+def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its current end offsets, in partition order."""
+
+    async def go() -> list[ConsumerRecord]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            partitions = await producer.partitions_for(topic)  # waits for the metadata
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            records: list[ConsumerRecord] = []
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=1000)
+                for tp, recs in batch.items():
+                    records.extend(r for r in recs if r.offset < ends[tp])
+                    if recs and recs[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+class Service:
+    """``lifecycle run`` as a real subprocess."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [LIFECYCLE, "run"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def assert_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"service exited: {self.log.read_text()[-3000:]}")
+
+
+def stats(store: str) -> dict[str, int]:
+    return ProviderLifecycle(env=persistence_env(store)).stats()

@@ -1,0 +1,294 @@
+"""Property tests over random event streams (1-3 providers, random types, dates, flags).
+
+(a) replaying the stored events rebuilds the state judged live;
+(b) every input gets exactly one outcome, in input order, and the store's stats match;
+(c) eligibility never says ``can_apply: true`` while a permanent restriction exists.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifecycle.application import ProviderLifecycle
+from lifecycle.contract import Envelope, parse_record
+from lifecycle.provider import Provider, judge
+from tests.unit.factories import (
+    ARTICLE_2,
+    CAPABILITIES,
+    DEPOSIT_FEN,
+    EXPULSION_GROUNDS,
+    MIN_CAPITAL_FEN,
+    admitted,
+    applied,
+    declined,
+    deposit_deducted,
+    deposit_paid,
+    exited,
+    expelled,
+    line,
+    message,
+    popo_app,
+    sqlite_env,
+    uscc,
+    violation,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+SUBJECTS = [uscc(41), uscc(42), uscc(43)]
+FIRST_DAY = date(2025, 1, 1)
+LAST_DAY = date(2027, 12, 31)
+OUTCOMES = {"accepted", "refused", "malformed", "duplicate"}
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+days = st.dates(min_value=FIRST_DAY, max_value=LAST_DAY)
+amounts = st.sampled_from([1, 999, 2_500_000, DEPOSIT_FEN // 2, DEPOSIT_FEN - 1, DEPOSIT_FEN])
+readmissions = st.one_of(
+    st.none(),
+    st.just({"permanent": True}),
+    days.map(lambda d: {"until": d.isoformat()}),
+)
+applications = st.one_of(
+    st.just({}),
+    st.just({}),
+    st.just({}),
+    st.just({"registered_capital_fen": MIN_CAPITAL_FEN - 1}),
+    st.just({"is_store_account": True}),
+    st.just({"capabilities": list(CAPABILITIES[1:])}),
+    st.just({"entity_type": "individual_business"}),
+)
+
+
+def _time(d: date, hour: int, utc: bool) -> str:
+    return (
+        f"{d.isoformat()}T{hour:02d}:30:00Z" if utc else f"{d.isoformat()}T{hour:02d}:30:00+08:00"
+    )
+
+
+@st.composite
+def events_for(draw: st.DrawFn, subject: str, when: str) -> list[dict[str, Any] | bytes]:
+    """One random event, or an onboarding (Applied, Admitted, full deposit) at once."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "onboard",
+                "onboard",
+                "Applied",
+                "Applied",
+                "Admitted",
+                "DepositPaid",
+                "DepositDeducted",
+                "ViolationRecorded",
+                "Exited",
+                "Exited",
+                "Expelled",
+                "Expelled",
+                "ApplicationDeclined",
+                "malformed",
+            ]
+        )
+    )
+    if kind == "onboard":
+        return [applied(subject, when), admitted(subject, when), deposit_paid(subject, when)]
+    if kind == "Applied":
+        return [applied(subject, when, **draw(applications))]
+    if kind == "Admitted":
+        return [admitted(subject, when)]
+    if kind == "DepositPaid":
+        return [deposit_paid(subject, when, draw(amounts))]
+    if kind == "DepositDeducted":
+        return [deposit_deducted(subject, when, draw(amounts))]
+    if kind == "ViolationRecorded":
+        return [violation(subject, when, draw(st.sampled_from(ARTICLE_2)))]
+    if kind == "Exited":
+        flags = draw(st.sampled_from([(True, True)] * 3 + [(False, True), (True, False)]))
+        return [exited(subject, when, settled=flags[0], fulfilled=flags[1])]
+    if kind == "Expelled":
+        ground = draw(st.sampled_from(EXPULSION_GROUNDS))
+        return [expelled(subject, when, ground, readmission=draw(readmissions))]
+    if kind == "ApplicationDeclined":
+        return [declined(subject, when)]
+    broken = applied(subject, when)
+    broken["data"]["registered_capital_fen"] = -1
+    return [draw(st.sampled_from([b"{not json", b"[]", line(broken)]))]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[bytes]:
+    """Random streams; in half of them business dates rise with the stream order."""
+    subjects = SUBJECTS[: draw(st.integers(1, 3))]
+    size = draw(st.integers(1, 20))
+    dates = draw(st.lists(days, min_size=size, max_size=size))
+    if draw(st.booleans()):
+        dates.sort()
+    out: list[dict[str, Any] | bytes] = []
+    for d in dates:
+        if out and draw(st.integers(0, 9)) == 0:
+            out.append(draw(st.sampled_from(out)))  # a re-sent record: same id
+            continue
+        subject = draw(st.sampled_from(subjects))
+        when = _time(d, draw(st.integers(0, 23)), draw(st.booleans()))
+        out += draw(events_for(subject, when))
+    return [line(e) for e in out]
+
+
+def _chunks(items: list[bytes], cuts: list[int]) -> list[list[bytes]]:
+    bounds = sorted({c % (len(items) + 1) for c in cuts} | {0, len(items)})
+    return [items[a:b] for a, b in pairwise(bounds) if b > a]
+
+
+def _live_oracle(raws: list[bytes]) -> tuple[list[str], dict[str, Provider]]:
+    """Judge the stream with the aggregate alone, never storing or reloading it."""
+    providers: dict[str, Provider] = {}
+    outcomes: list[str] = []
+    now = datetime(2030, 1, 1, tzinfo=SHANGHAI)
+    for raw in raws:
+        parsed = parse_record(raw)
+        if not isinstance(parsed, Envelope):
+            outcomes.append("malformed")
+            continue
+        judgement = judge(providers.get(parsed.subject), parsed, now)
+        outcomes.append(judgement.outcome)
+        if judgement.outcome == "accepted":
+            assert judgement.provider is not None
+            providers[parsed.subject] = judgement.provider
+    return outcomes, providers
+
+
+def _snapshot(p: Provider) -> dict[str, Any]:
+    return {
+        "status": p.status,
+        "deposit_balance_fen": p.deposit_balance_fen,
+        "violations": list(p.violations),
+        "milestones": list(p.milestones),
+        "accepted_ids": set(p.accepted_ids),
+        "version": p.version,
+    }
+
+
+# --- (a) replay rebuilds the same state -----------------------------------------------
+
+
+@given(streams(), st.lists(st.integers(0, 40), max_size=3))
+@PROPERTY
+def test_replaying_stored_events_rebuilds_the_live_state(raws: list[bytes], cuts: list[int]):
+    expected_outcomes, live = _live_oracle(raws)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = sqlite_env(str(Path(tmp) / "x.db"))
+        writer = ProviderLifecycle(env=env)
+        got: list[str] = []
+        n = 0
+        for chunk in _chunks(raws, cuts):
+            results = writer.process([message(r, f"prop:{n + i}") for i, r in enumerate(chunk)])
+            n += len(chunk)
+            got += [r.outcome for r in results]
+        writer.close()
+        assert got == expected_outcomes
+
+        reader = ProviderLifecycle(env=env)
+        try:
+            for subject in SUBJECTS:
+                stored = reader.provider(subject)
+                if subject not in live:
+                    assert stored is None
+                    continue
+                assert stored is not None
+                assert _snapshot(stored) == _snapshot(live[subject])
+                for as_of in (FIRST_DAY, date(2026, 6, 30), LAST_DAY + timedelta(days=365)):
+                    assert stored.eligibility(as_of) == live[subject].eligibility(as_of)
+            assert reader.stats()["consumed"] == len(raws)
+        finally:
+            reader.close()
+
+
+# --- (b) exactly one outcome per input, stats agree ------------------------------------
+
+
+@given(streams(), st.lists(st.integers(0, 40), max_size=4))
+@PROPERTY
+def test_every_input_gets_exactly_one_outcome_and_stats_match(raws: list[bytes], cuts: list[int]):
+    app = popo_app()
+    results = []
+    n = 0
+    for chunk in _chunks(raws, cuts):
+        msgs = [message(r, f"prop:{n + i}") for i, r in enumerate(chunk)]
+        n += len(chunk)
+        batch = app.process(msgs)
+        assert [r.position for r in batch] == [m.position for m in msgs]
+        results += batch
+    assert len(results) == len(raws)
+    assert all(r.outcome in OUTCOMES for r in results)
+    for raw, r in zip(raws, results, strict=True):
+        assert (r.outcome == "malformed") == (not isinstance(parse_record(raw), Envelope))
+        if r.outcome == "refused":
+            assert r.codes and r.reason
+    stats = app.stats()
+    assert stats["consumed"] == len(raws)
+    for outcome in OUTCOMES:
+        assert stats[outcome] == sum(r.outcome == outcome for r in results)
+
+    for subject in SUBJECTS:
+        p = app.provider(subject)
+        if p is None:
+            continue
+        assert p.status in {"applied", "admitted", "active", "exited", "expelled", "declined"}
+        if p.status in {"exited", "expelled", "declined"}:
+            assert p.deposit_balance_fen == 0
+        if p.status == "active":
+            assert p.deposit_balance_fen >= DEPOSIT_FEN
+        if p.status == "admitted":
+            assert p.deposit_balance_fen < DEPOSIT_FEN
+
+
+# --- (c) permanent means never ---------------------------------------------------------
+
+
+def _shanghai_day(time: str) -> date:
+    return datetime.fromisoformat(time.replace("Z", "+00:00")).astimezone(SHANGHAI).date()
+
+
+@given(streams(), st.lists(days, min_size=1, max_size=5))
+@PROPERTY
+def test_eligibility_never_allows_an_application_while_a_permanent_ban_exists(
+    raws: list[bytes], extra_days: list[date]
+):
+    app = popo_app()
+    results = app.process([message(r, f"prop:{i}") for i, r in enumerate(raws)])
+    bans: dict[str, list[date]] = {}
+    for raw, r in zip(raws, results, strict=True):
+        parsed = parse_record(raw)
+        if r.outcome != "accepted" or not isinstance(parsed, Envelope):
+            continue
+        if parsed.type != "provider.Expelled":
+            continue
+        data = parsed.data
+        # A1.3-4, or A1.3-1 with the permanent restriction that came with the event
+        # (the field is the other rulebook's restriction for A1.2.2-4 and A3-2).
+        forever = (data["readmission"] or {}).get("permanent") is True
+        if data["ground"] == "A1.2.2-3" or (data["ground"] in ("A1.2.2-4", "A3-2") and forever):
+            bans.setdefault(parsed.subject, []).append(_shanghai_day(raw_time(raw)))
+    for subject, ban_days in bans.items():
+        p = app.provider(subject)
+        assert p is not None
+        first_ban = min(ban_days)
+        candidates = {first_ban, first_ban + timedelta(days=180), date(2099, 12, 31)}
+        candidates |= {d for d in extra_days if d >= first_ban}
+        for as_of in candidates:
+            e = p.eligibility(as_of)
+            assert e.can_apply is False, (as_of, e)
+
+
+def raw_time(raw: bytes) -> str:
+    return str(json.loads(raw)["time"])
