@@ -136,8 +136,14 @@ class ReadmissionUntil(_Strict):
     until: Day
 
 
+def _true(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true")
+    return value
+
+
 class ReadmissionPermanent(_Strict):
-    permanent: Literal[True]
+    permanent: Annotated[StrictBool, AfterValidator(_true)]
 
 
 class Expelled(_Strict):
@@ -240,7 +246,7 @@ def parse_record(raw: bytes | str) -> Envelope | Malformed:
     """Parse one record into an envelope with a validated payload, or say why not."""
     try:
         obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Malformed(f"invalid_json: {exc}")
     if not isinstance(obj, dict):
         return Malformed(f"not_an_object: the record is a JSON {type(obj).__name__}")

@@ -87,9 +87,15 @@ def restriction_of(exit_: Milestone) -> Restriction:
     return Restriction(Clause.A1_3_1, d, manual_review=True)
 
 
-def eligibility(history: Sequence[Milestone], as_of: date) -> Eligibility:
-    """May this entity apply on ``as_of``, given every milestone up to that day?"""
-    past = [m for m in history if m.on <= as_of]
+def eligibility(
+    history: Sequence[Milestone], as_of: date, *, whole_history: bool = False
+) -> Eligibility:
+    """May this entity apply on ``as_of``, given every milestone up to that day?
+
+    With ``whole_history`` every recorded milestone counts, even one dated after
+    ``as_of``: judging an application backdated before an exit must not forget the exit.
+    """
+    past = list(history) if whole_history else [m for m in history if m.on <= as_of]
     if not past:
         return Eligibility(True, None, False, None, None, "never applied")
     if past[-1].kind == "applied":

@@ -239,7 +239,8 @@ class Provider(Aggregate):
     def _judge_Applied(self, envelope: Envelope) -> type[Provider.Event]:
         if self.tenure_open:
             raise Refused([Clause.STATE], f"a tenure is open (status {self.status})")
-        verdict = self.eligibility(envelope.business_date)
+        # Every past exit applies, even if this application is dated before it.
+        verdict = eligibility(self.milestones, envelope.business_date, whole_history=True)
         if verdict.can_apply is False:
             # A1.3-1, A1.3-3, A1.3-4 or A1.3-5: the most restrictive past exit.
             raise Refused([verdict.clause or Clause.STATE], verdict.reason)

@@ -203,3 +203,16 @@ def test_a_kept_record_can_be_marked_resubmitted(app: ProviderLifecycle):
     record.resubmit("operator", datetime(2026, 1, 1, tzinfo=UTC))
     app.save(record)
     assert app.record(record_id("kafka:in:0:9")).resubmissions == 1
+
+
+def test_A1_1_1_3_the_shortfall_is_shown_on_the_provider(app: ProviderLifecycle):
+    from tests.unit.factories import deposit_deducted
+
+    process(app, *onboard(U, "2025-01-01"), deposit_deducted(U, "2025-02-01", 2_500_000))
+    p = app.provider(U)
+    assert p is not None
+    assert p.status == "admitted"
+    assert p.deposit_shortfall_fen == 2_500_000
+    process(app, deposit_paid(U, "2025-02-02", 2_500_000))
+    p = app.provider(U)
+    assert p is not None and (p.status, p.deposit_shortfall_fen) == ("active", 0)

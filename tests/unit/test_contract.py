@@ -69,9 +69,17 @@ def _drop(path: str) -> Mutation:
 
 
 def _malformed(raw: bytes) -> Malformed:
+    """Malformed for the parser, and the same single outcome through ``evaluate``."""
     parsed = parse_record(raw)
     assert isinstance(parsed, Malformed), f"expected malformed, got {parsed!r}"
     assert parsed.reason.split(":", 1)[0] in CODES
+    if not raw.strip():
+        return parsed  # evaluate skips blank lines (README)
+    report = run([raw])
+    assert report["outcomes"] == [
+        {"id": parsed.id, "outcome": "malformed", "reason": parsed.reason, "line": 1}
+    ]
+    assert report["providers"] == {}
     return parsed
 
 
@@ -364,6 +372,13 @@ def test_blank_lines_are_skipped_but_still_counted_in_line_numbers():
     report = evaluate(lines, date(2026, 6, 1))
     assert outcomes(report) == ["accepted", "malformed"]
     assert report["outcomes"][1]["line"] == 4
+
+
+def test_crlf_line_endings_are_not_part_of_the_record():
+    from lifecycle.evaluate import evaluate
+
+    report = evaluate([line(applied(U)) + b"\r\n", line(admitted(U)) + b"\r\n"], date(2026, 6, 1))
+    assert outcomes(report) == ["accepted", "accepted"]
 
 
 def test_a_malformed_event_has_no_effect_on_the_provider():
