@@ -10,12 +10,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from service.demo import generate
 
 from consumers.inbound import InboundConfig, InboundConsumer
 from lifecycle.application import OUTCOMES, ProviderLifecycle
 from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
+from service.demo import generate
 from service.settings import persistence_env
 from tests.integration.harness import (
     LIFECYCLE,
