@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install lint test test-unit services services-stop run bench bench-api clean
+.PHONY: install lint test test-unit services services-stop browser run bench bench-api clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -19,8 +19,9 @@ lint: install
 	$(BIN)/ruff check lifecycle projections consumers service tests bench
 	$(BIN)/mypy
 
-## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL).
-test: lint services
+## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL),
+## and the dashboard in a real headless Chromium.
+test: lint services browser
 	source <(deploy/local/services.sh env) && $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Fast domain tests only (no services).
@@ -33,6 +34,18 @@ run: install
 
 services:
 	deploy/local/services.sh start
+
+## Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## Ingest throughput against raw PostgreSQL COPY (bench/README.md).
+bench: install services
+	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.ingest
+
+## Read API latency at a steady 300 requests/s.
+bench-api: install services
+	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.api
 
 services-stop:
 	deploy/local/services.sh stop
