@@ -35,9 +35,12 @@ run: install
 services:
 	deploy/local/services.sh start
 
-## Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+## Debian's Chromium for the browser tests (Playwright drives it; no browser download),
+## and a CJK font so the screenshots show Chinese names.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi; } || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium fonts-wqy-zenhei >/dev/null; }
 
 ## Ingest throughput against raw PostgreSQL COPY (bench/README.md).
 bench: install services

@@ -9,6 +9,7 @@ batches; a failed save drops the cache, so the next batch starts from the store.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.persistence import IntegrityError, InternalError, ProcessRecorder
 
 from lifecycle.contract import Envelope, Malformed, parse_record
 from lifecycle.provider import Provider, judge
@@ -84,7 +85,16 @@ class ProviderLifecycle(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         # A process recorder writes events and tracking in one transaction;
         # a plain application recorder would silently drop the tracking.
-        return self.factory.process_recorder()
+        # Several processes may create the schema at once on first start
+        # (PostgreSQL: "tuple concurrently updated"): try again, the loser sees it made.
+        for attempt in range(5):
+            try:
+                return self.factory.process_recorder()
+            except (InternalError, IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     @property
     def process_recorder(self) -> ProcessRecorder:
@@ -101,29 +111,30 @@ class ProviderLifecycle(Application[UUID]):
         recorded_at = self.clock()
         results: list[Result] = []
         touched: dict[str, Provider] = {}
-        records: list[InboundRecord] = []
+        # New events in arrival order, so the notification log follows the input.
+        events: list[Any] = []
         try:
             for message in messages:
                 result, record = self._judge(message, recorded_at, touched)
                 results.append(result)
                 if record is not None:
-                    records.append(record)
-            self._save_with_positions([*touched.values(), *records], positions)
+                    events.extend(record.collect_events())
+                elif result.outcome == "accepted" and result.subject is not None:
+                    events.extend(touched[result.subject].collect_events())
+            self._save_with_positions(events, positions)
         except Exception:
             # Cached aggregates may hold events that were never stored.
             self._cache.clear()
             raise
         return results
 
-    def _save_with_positions(
-        self, aggregates: Sequence[Aggregate], positions: Sequence[Position]
-    ) -> None:
+    def _save_with_positions(self, events: Sequence[Any], positions: Sequence[Position]) -> None:
         # The recorders in ``service/stores`` write ``positions`` in the same transaction
         # as the events; the library's own recorders would silently ignore them.
         if positions and not getattr(self.recorder, "supports_positions", False):
             raise TypeError(f"{type(self.recorder).__name__} cannot record input positions")
         processing: ProcessingEvent[UUID] = ProcessingEvent()
-        processing.collect_events(*aggregates, positions=list(positions))
+        processing.collect_events(*events, positions=list(positions))
         self._record(processing)
 
     def _judge(

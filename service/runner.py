@@ -1,4 +1,8 @@
-"""``lifecycle run``: the consumer and the relay in one process, stopped by SIGTERM/Ctrl-C."""
+"""``lifecycle run``: consumer, relay, projector and read API in one process.
+
+SIGTERM / Ctrl-C sets ``stop``: the consumer finishes the batch in hand, the relay its
+page, the projector its transaction, and the HTTP server its in-flight requests.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ import signal
 from consumers.inbound import InboundConfig, InboundConsumer
 from consumers.relay import Relay, RelayConfig
 from lifecycle.application import ProviderLifecycle
+from projections.api import create_app
+from projections.api import serve as serve_http
+from projections.views import open_projector, open_read_model
+from service.inbox import resubmit
 from service.kafka_admin import ensure_topics
 from service.settings import Settings
 
@@ -48,10 +56,21 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.dlq_topic,
         ),
     )
+    read_model = open_read_model(settings.store, app=ProviderLifecycle(env=env))
+    api = create_app(
+        read_model,
+        lambda: ProviderLifecycle(env=env),
+        settings,
+        resubmit=lambda lifecycle, records, by: resubmit(lifecycle, settings, records, by),
+    )
+    projector = open_projector(settings.store, app=ProviderLifecycle(env=env))
     log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)
+    log.info("read API and dashboard on http://%s/", settings.http_bind)
     tasks = [
         asyncio.create_task(consumer.run(stop), name="inbound"),
         asyncio.create_task(relay.run(stop), name="relay"),
+        asyncio.create_task(projector.run(stop), name="projector"),
+        asyncio.create_task(serve_http(api, settings.http_bind, stop), name="http"),
     ]
     _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()

@@ -15,6 +15,14 @@ if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
 fi
 eval "$(deploy/local/services.sh start kafka)"
 export LIFECYCLE_STORE="${LIFECYCLE_STORE:-sqlite:///var/lifecycle.db}"
+export LIFECYCLE_HTTP_BIND="${LIFECYCLE_HTTP_BIND:-127.0.0.1:8000}"
+if [[ -z "${LIFECYCLE_API_TOKENS:-}" ]]; then
+    # Local demo tokens, made once per checkout and kept in var/ (never committed).
+    [[ -s "$VAR/demo-tokens" ]] || "$ROOT/.venv/bin/python" -c 'import secrets; print(",".join(f"{r}:{r}-{secrets.token_urlsafe(12)}" for r in ("reader", "auditor", "admin")))' >"$VAR/demo-tokens"
+    LIFECYCLE_API_TOKENS="$(cat "$VAR/demo-tokens")"
+    export LIFECYCLE_API_TOKENS
+fi
+admin_token="$(tr ',' '\n' <<<"$LIFECYCLE_API_TOKENS" | sed -n 's/^admin://p' | head -1)"
 
 "$BIN/lifecycle" run >"$VAR/run.log" 2>&1 &
 service_pid=$!
@@ -41,4 +49,6 @@ else
 fi
 
 echo "service log: $VAR/run.log — store: $LIFECYCLE_STORE — Ctrl-C to stop"
+echo "dashboard:   http://$LIFECYCLE_HTTP_BIND/?token=$admin_token"
+echo "API docs:    http://$LIFECYCLE_HTTP_BIND/docs (bearer token: $admin_token; all tokens in $VAR/demo-tokens)"
 "$BIN/lifecycle" stats --follow

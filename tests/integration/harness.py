@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,9 +55,18 @@ class Topics:
             LIFECYCLE_REFUSED_TOPIC=self.refused,
             LIFECYCLE_DLQ_TOPIC=self.dlq,
             LIFECYCLE_GROUP_ID=self.group,
+            LIFECYCLE_HTTP_BIND=f"127.0.0.1:{free_port()}",
+            LIFECYCLE_API_TOKENS="reader:it-reader,auditor:it-auditor,admin:it-admin",
         )
         env.update(extra)
         return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -147,5 +157,11 @@ class Service:
             raise AssertionError(f"service exited: {self.log.read_text()[-3000:]}")
 
 
+_apps: dict[str, ProviderLifecycle] = {}
+
+
 def stats(store: str) -> dict[str, int]:
-    return ProviderLifecycle(env=persistence_env(store)).stats()
+    """The store's outcome counts (one reader per store, reused across polls)."""
+    if store not in _apps:
+        _apps[store] = ProviderLifecycle(env=persistence_env(store))
+    return _apps[store].stats()
