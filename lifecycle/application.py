@@ -233,7 +233,10 @@ class ProviderLifecycle(Application[UUID]):
             if isinstance(event, Aggregate.Created):
                 provider = event.mutate(None)
             elif provider is not None:
+                # Events of later days are skipped, so versions may jump: apply directly.
                 event.apply(provider)
+                provider.version = event.originator_version
+                provider.modified_on = event.timestamp
         return provider
 
     def record(self, record_id: UUID) -> InboundRecord:

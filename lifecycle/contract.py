@@ -111,6 +111,35 @@ class Applied(_Strict):
     contact: Contact
 
 
+class Address(_Strict):
+    """A structured address (``provider.Applied`` v2)."""
+
+    province: NonEmptyStr
+    city: NonEmptyStr
+    district: StrictStr | None
+    street: StrictStr | None
+
+
+class AppliedV2(_Strict):
+    """``provider.Applied`` v2: ``address`` replaces v1's ``entity_city``; the rest is v1.
+
+    Sent with ``dataschema`` ending in ``provider.Applied.v2`` (e.g. ``APPLIED_V2_SCHEMA``).
+    """
+
+    company_name: NonEmptyStr
+    entity_type: Literal["enterprise", "individual_business", "individual", "other"]
+    real_name_verified: StrictBool
+    general_taxpayer: StrictBool
+    registered_capital_fen: Fen
+    registered_on: Day
+    advantage_statement: StrictStr | None
+    is_store_account: StrictBool
+    address: Address
+    service_city: StrictStr
+    capabilities: list[Capability]
+    contact: Contact
+
+
 class Admitted(_Strict):
     decided_by: StrictStr
 
@@ -174,6 +203,48 @@ PAYLOADS: Final[dict[str, type[_Strict]]] = {
     "provider.DepositDeducted": DepositDeducted,
 }
 
+#: Later versions of a payload, chosen by the envelope's ``dataschema`` (CloudEvents): one
+#: ending in ``<type>.v<N>``. Without a ``dataschema``, or with one that names no version
+#: of this type, the payload is v1, as it always was. Versions are added here, never edited.
+VERSIONED_PAYLOADS: Final[dict[tuple[str, int], type[_Strict]]] = {
+    ("provider.Applied", 2): AppliedV2,
+}
+APPLIED_V2_SCHEMA: Final = "urn:provider-lifecycle:schema:provider.Applied.v2"
+_SCHEMA_VERSION = re.compile(r"(provider\.[A-Za-z]+)\.v([0-9]+)$")
+
+
+def payload_version(event_type: str, dataschema: str | None) -> int | None:
+    """The payload version ``dataschema`` selects for ``event_type``; ``None``: not one we know."""
+    match = _SCHEMA_VERSION.search(dataschema or "")
+    if match is None or match.group(1) != event_type:
+        return 1
+    version = int(match.group(2))
+    return version if version == 1 or (event_type, version) in VERSIONED_PAYLOADS else None
+
+
+def payload_model(event_type: str, version: int = 1) -> type[_Strict]:
+    return PAYLOADS[event_type] if version == 1 else VERSIONED_PAYLOADS[(event_type, version)]
+
+
+def address_from_v1(data: dict[str, Any]) -> dict[str, str | None]:
+    """The structured address of a v1 application: only its city is known."""
+    return {"province": None, "city": data["entity_city"], "district": None, "street": None}
+
+
+def application_view(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """An application payload of any version in one shape: v1's fields plus ``address``."""
+    if version == 1:
+        return {**data, "address": address_from_v1(data)}
+    return {**data, "entity_city": data["address"]["city"]}
+
+
+def application_for_rules(application: dict[str, Any]) -> Applied:
+    """The v1 model of an application (from :func:`application_view`): what A1.1 judges."""
+    return Applied.model_validate(
+        {k: v for k, v in application.items() if k in Applied.model_fields}
+    )
+
+
 EventType = Literal[
     "provider.Applied",
     "provider.Admitted",
@@ -207,8 +278,15 @@ class Envelope(_Strict):
         """The Asia/Shanghai calendar date of ``time``: what day counting uses."""
         return self.time.astimezone(BUSINESS_TZ).date()
 
+    @property
+    def payload_version(self) -> int:
+        version = payload_version(self.type, self.dataschema)
+        if version is None:
+            raise ValueError(f"dataschema {self.dataschema!r} is not a known version")
+        return version
+
     def payload(self) -> _Strict:
-        return PAYLOADS[self.type].model_validate(self.data)
+        return payload_model(self.type, self.payload_version).model_validate(self.data)
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -263,8 +341,16 @@ def parse_record(raw: bytes | str) -> Envelope | Malformed:
         if any(e["loc"][:1] == ("subject",) for e in exc.errors()):
             return Malformed(f"invalid_subject: {_describe(exc)}", ce_id, subject)
         return Malformed(f"invalid_envelope: {_describe(exc)}", ce_id, subject)
+    version = payload_version(envelope.type, envelope.dataschema)
+    if version is None:
+        return Malformed(
+            f"invalid_envelope: dataschema: {envelope.dataschema!r} names a version of "
+            f"{envelope.type} this service does not know",
+            ce_id,
+            subject,
+        )
     try:
-        payload = PAYLOADS[envelope.type].model_validate(envelope.data)
+        payload = payload_model(envelope.type, version).model_validate(envelope.data)
     except ValidationError as exc:
         return Malformed(f"invalid_data: {_describe(exc, 'data.')}", ce_id, subject)
     # Keep the payload in its canonical JSON form (dates as strings) for storage.

@@ -71,22 +71,39 @@ class Provider(Aggregate):
         def evolve(self, p: Provider) -> None:
             """How the event changes the provider's state."""
 
-    class Applied(Event, Aggregate.Created):
+    class ApplicationEvent(Event):
+        """An application. v2 of the event adds the payload's version and a structured address.
+
+        ``data`` stays the payload exactly as received (v1: ``entity_city``; v2: ``address``).
+        Events stored as v1 are upcast when loaded; stored events are never rewritten (the
+        hash chain is over the stored bytes).
+        """
+
+        WIRE_TYPE = "provider.Applied"
+        class_version = 2
+        payload_version: int
+        address: dict[str, str | None]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["payload_version"] = 1
+            state["address"] = contract.address_from_v1(state["data"])
+
+        @property
+        def application(self) -> dict[str, Any]:
+            """The application in one shape whatever its version: v1's fields plus address."""
+            return contract.application_view(self.data, self.payload_version)
+
+        def evolve(self, p: Provider) -> None:
+            p.open_tenure(self)
+
+    class Applied(ApplicationEvent, Aggregate.Created):
         """The first application of an entity: starts its one history."""
 
-        WIRE_TYPE = "provider.Applied"
         uscc: str
 
-        def evolve(self, p: Provider) -> None:
-            p.open_tenure(self)
-
-    class Reapplied(Event):
+    class Reapplied(ApplicationEvent):
         """A later application (wire type ``provider.Applied``) after a closed tenure."""
-
-        WIRE_TYPE = "provider.Applied"
-
-        def evolve(self, p: Provider) -> None:
-            p.open_tenure(self)
 
     class Admitted(Event):
         WIRE_TYPE = "provider.Admitted"
@@ -185,9 +202,9 @@ class Provider(Aggregate):
             return 0
         return max(0, DEPOSIT_FEN - self.deposit_balance_fen)
 
-    def open_tenure(self, event: Provider.Event) -> None:
+    def open_tenure(self, event: Provider.ApplicationEvent) -> None:
         self._status = "applied"
-        self.application = event.data
+        self.application = event.application
         self.applied_on = event.business_date
         self.admitted_on = None
         self.deposit_balance_fen = 0  # a new tenure starts from zero
@@ -203,9 +220,7 @@ class Provider(Aggregate):
         """A1.1 requirements (deposit aside) the open application fails."""
         if self.application is None or self.applied_on is None:
             return []
-        return unmet_requirements(
-            contract.Applied.model_validate(self.application), self.applied_on
-        )
+        return unmet_requirements(contract.application_for_rules(self.application), self.applied_on)
 
     def eligibility(self, as_of: date) -> Eligibility:
         return eligibility(self.milestones, as_of)
@@ -224,6 +239,7 @@ class Provider(Aggregate):
             uscc=envelope.subject,
             timestamp=envelope.time,
             **_event_fields(envelope, recorded_at),
+            **_application_fields(envelope),
         )
 
     def handle(self, envelope: Envelope, recorded_at: datetime) -> None:
@@ -232,9 +248,10 @@ class Provider(Aggregate):
             raise Duplicate(envelope.id)
         judge = getattr(self, "_judge_" + _short(envelope.type))
         event_class: type[Provider.Event] = judge(envelope)
-        self.trigger_event(
-            event_class, timestamp=envelope.time, **_event_fields(envelope, recorded_at)
-        )
+        fields = _event_fields(envelope, recorded_at)
+        if issubclass(event_class, Provider.ApplicationEvent):
+            fields.update(_application_fields(envelope))
+        self.trigger_event(event_class, timestamp=envelope.time, **fields)
 
     def _judge_Applied(self, envelope: Envelope) -> type[Provider.Event]:
         if self.tenure_open:
@@ -246,7 +263,9 @@ class Provider(Aggregate):
             raise Refused([verdict.clause or Clause.STATE], verdict.reason)
         if verdict.requires == "A1.1":
             # A1.3-2: after an A1.2.2-1 expulsion, only once A1.1 is met again.
-            application = contract.Applied.model_validate(envelope.data)
+            application = contract.application_for_rules(
+                contract.application_view(envelope.data, envelope.payload_version)
+            )
             unmet = unmet_requirements(application, envelope.business_date)
             if unmet:
                 raise Refused(
@@ -340,6 +359,12 @@ def _event_fields(envelope: Envelope, recorded_at: datetime) -> dict[str, Any]:
         "data": envelope.data,
         "recorded_at": recorded_at,
     }
+
+
+def _application_fields(envelope: Envelope) -> dict[str, Any]:
+    version = envelope.payload_version
+    application = contract.application_view(envelope.data, version)
+    return {"payload_version": version, "address": application["address"]}
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""The projected views: follow the event store, serve the read side (``ReadModel``).
+
+Views, each with its own tracking position, in the event store's own database (a SQLite
+file or PostgreSQL), written with the view rows and positions in one transaction:
+
+* ``provider``      status, deposit and shortfall, violations (count and list with
+                    clauses), the open application's unmet A1.1 requirements, company,
+                    city, contact, and the eligibility restriction as columns
+                    (``tenure_open``, ``permanent``, ``manual_review``, ``blocked_until``,
+                    ``requires_a11``, ``clause``) plus exact per-date segments, so
+                    ``can_apply`` is computed at read time for any date, in SQL;
+* ``requirements``  Stripe-style: what is unmet, the clause, who must act next
+                    (provider or platform) and by when;
+* ``stats``         providers by status and city; applications, admissions, exits,
+                    expulsions and declines per day; inbound outcomes;
+* ``inbox``         refused and malformed records with reasons and resubmissions;
+* ``timeline``      every inbound record of a provider in store order.
+
+Typical use::
+
+    projector = open_projector(Settings().store)
+    await projector.run(stop)                 # or projector.catch_up()
+    read_model = open_read_model(Settings().store)
+    read_model.provider(uscc, as_of=date(2026, 1, 1))
+
+Modules: ``documents`` (pure domain → rows), ``storage`` (dialects, schema, generations),
+``projector`` (the exactly-once follower), ``reader`` (the ``ReadModel``), ``rebuild``
+(rebuild with switch-over, verify, status).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from lifecycle.application import ProviderLifecycle
+from projections.model import ReadModel
+from projections.projector import Projection, Projector
+from projections.reader import SqlReadModel
+from projections.rebuild import (
+    Difference,
+    RebuildReport,
+    VerifyReport,
+    rebuild,
+    status_report,
+    verify,
+)
+from projections.storage import VIEWS, PositionConflict, ViewDatabase, ViewsBusy
+
+
+def _persistence_env(store_url: str) -> dict[str, str]:
+    # Reading needs no more than the library's own recorders (``service.stores`` only
+    # changes how events are written), so ``projections`` does not depend on ``service``.
+    url = urlparse(store_url)
+    if url.scheme == "sqlite":
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": unquote(store_url.removeprefix("sqlite:///")),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if url.scheme in ("postgresql", "postgres"):
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or ""),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "4",
+        }
+    raise ValueError(f"views need a SQLite file or PostgreSQL store, not {store_url!r}")
+
+
+def open_store(store_url: str) -> ProviderLifecycle:
+    """The application service on the store, to read its notification log and aggregates.
+
+    The composition root may pass its own (``service.settings.Settings().persistence_env()``).
+    """
+    return ProviderLifecycle(env=_persistence_env(store_url))
+
+
+def open_read_model(
+    store_url: str, *, app: ProviderLifecycle | None = None, pool_size: int = 8
+) -> SqlReadModel:
+    """The ``ReadModel`` over the live generation of the views of ``store_url``."""
+    return SqlReadModel(
+        ViewDatabase(store_url, pool_size=pool_size),
+        app or open_store(store_url),
+        owns_app=app is None,
+    )
+
+
+def open_projector(
+    store_url: str,
+    *,
+    app: ProviderLifecycle | None = None,
+    batch_size: int = 1000,
+    idle_seconds: float = 0.2,
+) -> Projector:
+    """A projector that follows the live generation of the views of ``store_url``."""
+    return Projector(
+        app or open_store(store_url),
+        ViewDatabase(store_url),
+        batch_size=batch_size,
+        idle_seconds=idle_seconds,
+    )
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_port(model: SqlReadModel) -> ReadModel:
+        return model
+
+
+__all__ = [
+    "VIEWS",
+    "Difference",
+    "PositionConflict",
+    "Projection",
+    "Projector",
+    "RebuildReport",
+    "SqlReadModel",
+    "VerifyReport",
+    "ViewDatabase",
+    "ViewsBusy",
+    "open_projector",
+    "open_read_model",
+    "open_store",
+    "rebuild",
+    "status_report",
+    "verify",
+]
