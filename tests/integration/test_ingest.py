@@ -16,6 +16,7 @@ from lifecycle.application import OUTCOMES, ProviderLifecycle
 from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
 from service.demo import generate
+from service.kafka_admin import ensure_topics
 from service.settings import persistence_env
 from tests.integration.harness import (
     LIFECYCLE,
@@ -178,7 +179,7 @@ def test_two_consumers_in_one_group_judge_every_record_once(
     kafka_bootstrap: str, postgres_store: str, topics: Topics
 ) -> None:
     lines = list(generate(providers=300, seed=17))
-    produce_lines(kafka_bootstrap, topics.inbound, lines, partitions=6)
+    asyncio.run(ensure_topics(kafka_bootstrap, {topics.inbound: 6}))
     env = persistence_env(postgres_store)
     config = InboundConfig(kafka_bootstrap, topics.inbound, topics.group, batch_size=50)
     judged: list[Counter[str]] = [Counter(), Counter()]
@@ -194,10 +195,19 @@ def test_two_consumers_in_one_group_judge_every_record_once(
             for i in range(2)
         ]
         tasks = [asyncio.create_task(c.run(stop)) for c in consumers]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 180
+        # Both members must hold partitions before any record exists, or one could do it all.
+        while not all(c.consumer.assignment() for c in consumers):
+            assert loop.time() < deadline, "the group never gave both consumers partitions"
+            await asyncio.sleep(0.1)  # polling the group's assignment
+        assignments = [c.consumer.assignment() for c in consumers]
+        assert len(assignments[0] | assignments[1]) == 6
+        assert not assignments[0] & assignments[1]
+        await asyncio.to_thread(produce_lines, kafka_bootstrap, topics.inbound, lines, 6)
         app = ProviderLifecycle(env=env)
-        deadline = asyncio.get_running_loop().time() + 180
         while (await asyncio.to_thread(lambda: app.stats()["consumed"])) < len(lines):
-            assert asyncio.get_running_loop().time() < deadline, "timed out"
+            assert loop.time() < deadline, "timed out"
             await asyncio.sleep(0.2)  # polling the store's count, not standing in for sync
         stop.set()
         await asyncio.gather(*tasks)
