@@ -158,16 +158,16 @@ class InboundConsumer:
             OUTCOMES.labels(outcome).inc(count)
         if self.on_results:
             self.on_results(results)
-        # Advisory only: lets ordinary Kafka tooling show the group's lag.
+        # The batch is stored: nothing below may fail it (a rebalance may have taken
+        # partitions away meanwhile). Advisory only: lets Kafka tooling show the lag.
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        assigned = self.consumer.assignment()
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit({tp: o for tp, o in offsets.items() if tp in assigned})
         except Exception as exc:  # a rebalance in progress; the store is the truth
             log.info("advisory commit skipped: %s", exc)
-        for tp in batch:
-            highwater = self.consumer.highwater(tp)
+        for tp, offset in offsets.items():
+            highwater = self.consumer.highwater(tp) if tp in assigned else None
             if highwater is not None:
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - offsets.get(tp, 0))
-                )
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset))
         return results

@@ -22,6 +22,7 @@ from eventsourcing.persistence import Notification, Tracking
 
 from consumers.metrics import RELAY_POSITION, RELAY_PUBLISHED
 from lifecycle.application import ProviderLifecycle
+from lifecycle.contract import APPLIED_V2_SCHEMA
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 
@@ -54,8 +55,12 @@ def _iso(value: Any) -> str:
 
 
 def outbound_event(event: Provider.Event, uscc: str) -> dict[str, Any]:
-    """The CONTRACT.md outbound CloudEvent: the inbound one plus sequence and recordedtime."""
-    return {
+    """The CONTRACT.md outbound CloudEvent: the inbound one plus sequence and recordedtime.
+
+    ``data`` is published as it was received; a later payload version says so in
+    ``dataschema`` (an event stored before versions existed is v1, without one).
+    """
+    out = {
         "specversion": "1.0",
         "id": event.ce_id,
         "source": event.ce_source,
@@ -67,6 +72,9 @@ def outbound_event(event: Provider.Event, uscc: str) -> dict[str, Any]:
         "recordedtime": _iso(event.recorded_at),
         "data": event.data,
     }
+    if isinstance(event, Provider.ApplicationEvent) and event.payload_version == 2:
+        out["dataschema"] = APPLIED_V2_SCHEMA
+    return out
 
 
 def refused_event(record: InboundRecord.Received) -> dict[str, Any]:

@@ -7,6 +7,7 @@ check character computed from the first 17 with fixed weights, modulo 31.
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Final
 
 ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -23,6 +24,7 @@ def check_character(first17: str) -> str:
     return ALPHABET[(31 - total % 31) % 31]
 
 
+@lru_cache(maxsize=65_536)
 def uscc_error(code: str) -> str | None:
     """Why ``code`` is not a valid USCC, or ``None`` when it is."""
     if len(code) != 18:
@@ -40,6 +42,7 @@ def is_valid_uscc(code: str) -> bool:
     return uscc_error(code) is None
 
 
+@lru_cache(maxsize=65_536)
 def provider_id(uscc: str) -> uuid.UUID:
     """The aggregate id of the legal entity: one stream across every tenure."""
     return uuid.uuid5(PROVIDER_NAMESPACE, uscc)

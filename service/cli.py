@@ -21,6 +21,7 @@ from rich.table import Table
 from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import payload_json_schemas
 from lifecycle.evaluate import evaluate, today_in_shanghai
+from service.cli_audit import audit_app
 from service.cli_projections import projections_app
 from service.inbox import inbox_entries, resubmit
 from service.settings import Settings
@@ -188,6 +189,7 @@ def stats_command(
 
 
 app.add_typer(projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
 
 inbox = typer.Typer(help="Refused and malformed records: list and re-submit.", no_args_is_help=True)
 app.add_typer(inbox, name="inbox")

@@ -1,4 +1,4 @@
-"""``lifecycle run``: consumer, relay, projector and read API in one process.
+"""``lifecycle run``: consumer, relay, projector, read API and daily seal in one process.
 
 SIGTERM / Ctrl-C sets ``stop``: the consumer finishes the batch in hand, the relay its
 page, the projector its transaction, and the HTTP server its in-flight requests.
@@ -15,6 +15,9 @@ from consumers.relay import Relay, RelayConfig
 from lifecycle.application import ProviderLifecycle
 from projections.api import create_app
 from projections.api import serve as serve_http
+from projections.audit import seal_daily
+from projections.audit_api import audit_router
+from projections.audit_port import AuditStore
 from projections.views import open_projector, open_read_model
 from service.inbox import resubmit
 from service.kafka_admin import ensure_topics
@@ -57,11 +60,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         ),
     )
     read_model = open_read_model(settings.store, app=ProviderLifecycle(env=env))
+    auditing = ProviderLifecycle(env=env)
     api = create_app(
         read_model,
         lambda: ProviderLifecycle(env=env),
         settings,
         resubmit=lambda lifecycle, records, by: resubmit(lifecycle, settings, records, by),
+        extra_routers=[audit_router(lambda: auditing)],
     )
     projector = open_projector(settings.store, app=ProviderLifecycle(env=env))
     log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)
@@ -72,6 +77,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         asyncio.create_task(projector.run(stop), name="projector"),
         asyncio.create_task(serve_http(api, settings.http_bind, stop), name="http"),
     ]
+    if isinstance(auditing.recorder, AuditStore):
+        # Each business day's seal (verify, then a Merkle root over every stream's head).
+        tasks.append(asyncio.create_task(seal_daily(auditing.recorder, stop), name="sealer"))
     _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)

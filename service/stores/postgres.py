@@ -1,33 +1,207 @@
-"""PostgreSQL (production): events written with binary COPY, plus Kafka positions.
+"""PostgreSQL (production): events written with binary COPY, plus Kafka positions and the
+hash chain, all in the library's table-locked transaction.
 
 The library's recorder sends a batch as a text-dumped array of composites with per-row
 escaping (≈ 35 µs a row). Here the same locked transaction streams the rows with
 ``COPY … FROM STDIN (FORMAT BINARY)``. The table lock makes the notification ids of one
-transaction contiguous, so they are read back from the sequence.
+transaction contiguous, so they are read back from the sequence. In the same transaction a
+second binary COPY writes each event's link in the hash chain (``<events table>_chain``, see
+``projections/audit_chain.py``): the links continued come from a cache of this process's
+last commits, or one primary-key query per batch; the hashing runs while the server takes
+the events' COPY.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import count
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from service.stores import advance_positions, positions_of
+from projections.audit_chain import (
+    Head,
+    Link,
+    Seal,
+    chain_batch,
+    link_batch,
+    predecessors,
+    with_ids,
+)
+from projections.audit_port import AuditReader, StoredRow
+from service.stores import HeadCache, advance_positions, positions_of
+
+log = logging.getLogger(__name__)
+_cursor_names = count(1)
+
+# PostgreSQL's binary COPY format, written directly (psycopg's per-value dumpers cost more
+# than the rest of the recorder): a signature, then per row the number of fields and each
+# field as a 4-byte length and its binary form (uuid: 16 bytes, int8: 8 bytes big-endian,
+# text: UTF-8, bytea: as is; NULL: length -1), then a trailer.
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_TRAILER = b"\xff\xff"
+_EVENT_ROW = struct.Struct("!hi16siqi")  # 4 fields: uuid, int8, then the topic's length
+_LEN = struct.Struct("!i")
+_LINK_ROW = struct.Struct("!hi16siqiq")  # 6 fields: uuid, int8, int8, then the subject
+_HASHES = struct.Struct("!i32si32s")
+_NULL = _LEN.pack(-1)
+
+
+def _events_copy_data(stored_events: Sequence[StoredEvent]) -> bytes:
+    parts = [_SIGNATURE]
+    for e in stored_events:
+        topic = e.topic.encode()
+        oid = e.originator_id
+        parts.append(
+            _EVENT_ROW.pack(
+                4,
+                16,
+                oid.bytes if isinstance(oid, UUID) else UUID(oid).bytes,
+                8,
+                e.originator_version,
+                len(topic),
+            )
+        )
+        parts += (topic, _LEN.pack(len(e.state)), e.state)
+    parts.append(_TRAILER)
+    return b"".join(parts)
+
+
+def _links_copy_data(links: Sequence[Link], ids: Sequence[int] | None = None) -> bytes:
+    """The links as COPY data; ``ids``, when given, replace their notification ids."""
+    parts = [_SIGNATURE]
+    for link, nid in zip(links, ids or [link.notification_id for link in links], strict=True):
+        oid = link.originator_id
+        parts.append(
+            _LINK_ROW.pack(
+                6,
+                16,
+                oid.bytes if isinstance(oid, UUID) else UUID(oid).bytes,
+                8,
+                link.originator_version,
+                8,
+                nid,
+            )
+        )
+        if link.subject is None:
+            parts.append(_NULL)
+        else:
+            subject = link.subject.encode()
+            parts += (_LEN.pack(len(subject)), subject)
+        parts.append(_HASHES.pack(32, link.prev_hash, 32, link.hash))
+    parts.append(_TRAILER)
+    return b"".join(parts)
 
 
 class CopyPostgresProcessRecorder(PostgresProcessRecorder):
     supports_positions = True
 
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        self.chain_table_name = f"{events_table_name}_chain"
+        self.seals_table_name = f"{events_table_name}_seals"
+        self.check_identifier_length(f"{self.chain_table_name}_subject_idx")
+        self.head_cache = HeadCache()
+        schema = Identifier(self.datastore.schema)
+        self.chain_table = SQL("{0}.{1}").format(schema, Identifier(self.chain_table_name))
+        self.seals_table = SQL("{0}.{1}").format(schema, Identifier(self.seals_table_name))
+        self.events_table = SQL("{0}.{1}").format(schema, Identifier(self.events_table_name))
+        id_type = Identifier(self.datastore.originator_id_type)
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "originator_id {1} NOT NULL, "
+                "originator_version bigint NOT NULL, "
+                "notification_id bigint NOT NULL, "
+                "subject text, "
+                "prev_hash bytea NOT NULL, "
+                "hash bytea NOT NULL, "
+                "PRIMARY KEY (originator_id, originator_version))"
+            ).format(self.chain_table, id_type),
+            # Finds a provider's streams (its own and its inbound records) for the history.
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {0} ON {1} (subject) WHERE originator_version = 1"
+            ).format(Identifier(f"{self.chain_table_name}_subject_idx"), self.chain_table),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "seq bigint PRIMARY KEY, "
+                "sealed_at text NOT NULL, "
+                "label text NOT NULL, "
+                "max_notification_id bigint NOT NULL, "
+                "streams bigint NOT NULL, "
+                "events bigint NOT NULL, "
+                "root text NOT NULL, "
+                "prev text NOT NULL, "
+                "hash text NOT NULL)"
+            ).format(self.seals_table),
+        ]
+        # Primary-key lookups, one per stream: ``OFFSET 0`` keeps the planner from turning
+        # the LATERAL into a hash join over the whole chain table.
+        self.heads_statement = SQL(
+            "SELECT c.originator_id, c.originator_version, c.hash, c.subject "
+            "FROM unnest(%s::text[]::{1}[], %s::bigint[]) AS k(id, v) "
+            "CROSS JOIN LATERAL (SELECT originator_id, originator_version, hash, subject "
+            "FROM {0} WHERE originator_id = k.id AND originator_version = k.v OFFSET 0) AS c"
+        ).format(self.chain_table, id_type)
+        # Index lookups on the primary key (the application's prefetch of a batch).
+        self.present_statement = SQL(
+            "SELECT originator_id FROM {0} "
+            "WHERE originator_id = ANY(%s::text[]::{1}[]) AND originator_version = 1"
+        ).format(self.events_table, id_type)
+        self.copy_links_statement = SQL(
+            "COPY {0} (originator_id, originator_version, notification_id, subject, prev_hash, "
+            "hash) FROM STDIN (FORMAT BINARY)"
+        ).format(self.chain_table)
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT to_regclass(%s) IS NOT NULL AS present",
+                (f"{self.datastore.schema}.{self.chain_table_name}",),
+            )
+            row = curs.fetchone()
+            chain_existed = bool(row and row["present"])
+        super().create_table()
+        if not chain_existed:
+            self._backfill_chain()
+
+    # --- reading ------------------------------------------------------------------------
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_present_originators(self, ids: Sequence[UUID]) -> list[UUID]:
+        """Which of ``ids`` have a stream, in one query (``ProviderLifecycle._prefetch``)."""
+        if not ids:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.present_statement, ([str(i) for i in ids],), prepare=True)
+            return [row["originator_id"] for row in curs.fetchall()]
+
+    # --- writing ------------------------------------------------------------------------
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        self.head_cache.discard()
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),
@@ -37,9 +211,9 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder):
             if tracking is not None:
                 self._insert_tracking(curs, tracking)
             self._advance_positions(curs, kwargs)
-            if not stored_events:
-                return []
-            return self._copy_events(curs, stored_events)
+            ids = self._copy_events(curs, stored_events) if stored_events else []
+        self.head_cache.commit()
+        return ids
 
     def _advance_positions(self, curs: Cursor[DictRow], kwargs: dict[str, Any]) -> None:
         table = SQL("{0}.{1}").format(
@@ -72,20 +246,26 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder):
     def _copy_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]
     ) -> list[int]:
+        # The links continued are those of versions the application loaded, so committed
+        # (or in this batch) and immutable: read them before taking the lock. A concurrent
+        # writer to the same stream would write the same version and fail on the key.
+        heads = self._heads(curs, stored_events)
         self._lock_table(curs)
         self._notify_channel(curs)
-        events_table = SQL("{0}.{1}").format(
-            Identifier(self.datastore.schema), Identifier(self.events_table_name)
-        )
         copy_sql = SQL(
             "COPY {0} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
-        ).format(events_table)
+        ).format(self.events_table)
         with curs.copy(copy_sql) as copy:
-            copy.set_types([self.datastore.originator_id_type, "int8", "text", "bytea"])
-            for event in stored_events:
-                copy.write_row(
-                    (event.originator_id, event.originator_version, event.topic, event.state)
-                )
+            if self.datastore.originator_id_type == "uuid":
+                copy.write(_events_copy_data(stored_events))
+            else:
+                copy.set_types(["text", "int8", "text", "bytea"])
+                for event in stored_events:
+                    copy.write_row(
+                        (event.originator_id, event.originator_version, event.topic, event.state)
+                    )
+            # Hash while the server takes the rows (the ids are not hashed).
+            chained = chain_batch(stored_events, heads)
         curs.execute(
             SQL("SELECT currval(pg_get_serial_sequence({0}, 'notification_id')) AS last").format(
                 Literal(f"{self.datastore.schema}.{self.events_table_name}")
@@ -94,7 +274,221 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder):
         row = curs.fetchone()
         assert row is not None
         last = int(row["last"])
-        return list(range(last - len(stored_events) + 1, last + 1))
+        ids = list(range(last - len(stored_events) + 1, last + 1))
+        self._copy_links(curs, chained, ids)
+        self.head_cache.stage(chained)  # the cache needs no notification ids
+        return ids
+
+    def _heads(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]
+    ) -> dict[Any, Head]:
+        """The links the batch's streams continue: cached, or read in one query."""
+        heads, missing = self.head_cache.split(predecessors(stored_events))
+        if missing:
+            curs.execute(
+                self.heads_statement,
+                ([str(oid) for oid, _ in missing], [v for _, v in missing]),
+                prepare=True,
+            )
+            for row in curs.fetchall():
+                heads[row["originator_id"]] = Head(
+                    int(row["originator_version"]), bytes(row["hash"]), row["subject"]
+                )
+        return heads
+
+    def _copy_links(
+        self, curs: Cursor[DictRow], links: Sequence[Link], ids: Sequence[int] | None = None
+    ) -> None:
+        with curs.copy(self.copy_links_statement) as copy:
+            if self.datastore.originator_id_type == "uuid":
+                copy.write(_links_copy_data(links, ids))
+                return
+            copy.set_types(["text", "int8", "int8", "text", "bytea", "bytea"])
+            for link in with_ids(links, ids) if ids is not None else links:
+                copy.write_row(
+                    (
+                        link.originator_id,
+                        link.originator_version,
+                        link.notification_id,
+                        link.subject,
+                        link.prev_hash,
+                        link.hash,
+                    )
+                )
+
+    def _backfill_chain(self) -> None:
+        """Link the events recorded before the chain existed (a store made by older code).
+
+        Runs when the chain table is created, under the events table's lock, reading the
+        events in notification order in chunks; a second process doing the same finds the
+        chain no longer empty and leaves it.
+        """
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                self._lock_table(curs)
+                curs.execute(SQL("SELECT 1 FROM {0} LIMIT 1").format(self.chain_table))
+                if curs.fetchone() is not None:
+                    return
+            heads: dict[Any, Head] = {}
+            linked = 0
+            with conn.cursor(name="chain_backfill") as source, conn.cursor() as curs:
+                source.itersize = 10_000
+                source.execute(
+                    SQL(
+                        "SELECT notification_id, originator_id, originator_version, topic, state "
+                        "FROM {0} ORDER BY notification_id"
+                    ).format(self.events_table)
+                )
+                while rows := source.fetchmany(10_000):
+                    events = [
+                        StoredEvent(
+                            r["originator_id"],
+                            int(r["originator_version"]),
+                            r["topic"],
+                            bytes(r["state"]),
+                        )
+                        for r in rows
+                    ]
+                    links = link_batch(events, [int(r["notification_id"]) for r in rows], heads)
+                    self._copy_links(curs, links)
+                    heads.update(
+                        (link.originator_id, Head(link.originator_version, link.hash, link.subject))
+                        for link in links
+                    )
+                    linked += len(links)
+            if linked:
+                log.warning("hash chain created for %d events recorded before it existed", linked)
+
+    # --- the audit port -----------------------------------------------------------------
+
+    @contextmanager
+    def audit_reader(self) -> Iterator[AuditReader]:
+        with self.datastore.get_connection() as conn, conn.transaction():
+            # One snapshot for every query of the reader.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield PostgresAuditReader(self, conn)
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def insert_seal(self, seal: Seal) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {0} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+                    self.seals_table
+                ),
+                (
+                    seal.seq,
+                    seal.sealed_at,
+                    seal.label,
+                    seal.max_notification_id,
+                    seal.streams,
+                    seal.events,
+                    seal.root,
+                    seal.prev,
+                    seal.hash,
+                ),
+            )
+
+
+class PostgresAuditReader:
+    def __init__(self, recorder: CopyPostgresProcessRecorder, conn: Connection[DictRow]) -> None:
+        self.recorder = recorder
+        self.conn = conn
+
+    def _rows(self, statement: Composed, params: Sequence[Any]) -> Iterator[DictRow]:
+        # A server-side cursor: the whole table is never held in memory.
+        with self.conn.cursor(name=f"audit_{next(_cursor_names)}") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(statement, params)
+            yield from cursor
+
+    def _where_ids(self, ids: Sequence[UUID] | None) -> tuple[Composed, list[Any]]:
+        if ids is None:
+            return SQL("").format(), []
+        return SQL(" WHERE originator_id = ANY(%s)").format(), [list(ids)]
+
+    def events(self, ids: Sequence[UUID] | None = None) -> Iterator[StoredRow]:
+        where, params = self._where_ids(ids)
+        for r in self._rows(
+            SQL(
+                "SELECT originator_id, originator_version, notification_id, topic, state "
+                "FROM {0}{1} ORDER BY originator_id, originator_version"
+            ).format(self.recorder.events_table, where),
+            params,
+        ):
+            yield StoredRow(
+                r["originator_id"],
+                int(r["originator_version"]),
+                int(r["notification_id"]),
+                r["topic"],
+                bytes(r["state"]),
+            )
+
+    def links(self, ids: Sequence[UUID] | None = None) -> Iterator[Link]:
+        where, params = self._where_ids(ids)
+        for r in self._rows(
+            SQL(
+                "SELECT originator_id, originator_version, notification_id, subject, prev_hash, "
+                "hash FROM {0}{1} ORDER BY originator_id, originator_version"
+            ).format(self.recorder.chain_table, where),
+            params,
+        ):
+            yield Link(
+                r["originator_id"],
+                int(r["originator_version"]),
+                int(r["notification_id"]),
+                r["subject"],
+                bytes(r["prev_hash"]),
+                bytes(r["hash"]),
+            )
+
+    def seals(self) -> list[Seal]:
+        with self.conn.cursor() as cursor:
+            cursor.execute(
+                SQL(
+                    "SELECT seq, sealed_at, label, max_notification_id, streams, events, root, "
+                    "prev, hash FROM {0} ORDER BY seq"
+                ).format(self.recorder.seals_table)
+            )
+            return [
+                Seal(
+                    int(r["seq"]),
+                    r["sealed_at"],
+                    r["label"],
+                    int(r["max_notification_id"]),
+                    int(r["streams"]),
+                    int(r["events"]),
+                    r["root"],
+                    r["prev"],
+                    r["hash"],
+                )
+                for r in cursor.fetchall()
+            ]
+
+    def subject_streams(self, subject: str) -> list[UUID]:
+        with self.conn.cursor() as cursor:
+            cursor.execute(
+                SQL(
+                    "SELECT originator_id FROM {0} WHERE subject = %s AND originator_version = 1 "
+                    "ORDER BY notification_id"
+                ).format(self.recorder.chain_table),
+                (subject,),
+            )
+            return [
+                r["originator_id"]
+                if isinstance(r["originator_id"], UUID)
+                else UUID(r["originator_id"])
+                for r in cursor.fetchall()
+            ]
+
+    def max_notification_id(self) -> int:
+        with self.conn.cursor() as cursor:
+            cursor.execute(
+                SQL("SELECT MAX(notification_id) AS last FROM {0}").format(
+                    self.recorder.events_table
+                )
+            )
+            row = cursor.fetchone()
+            return int(row["last"] or 0) if row else 0
 
 
 class Factory(PostgresFactory):

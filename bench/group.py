@@ -1,0 +1,117 @@
+"""Ingest with a consumer group of several processes (the service's way to scale out).
+
+Each worker process runs the production ``InboundConsumer`` with its own
+``ProviderLifecycle`` in one Kafka consumer group; partitions are shared among them
+and exactly-once still rests on the store (positions and events in one transaction).
+Workers report to the parent through a queue; ``time.perf_counter`` is the system-wide
+monotonic clock on Linux, so their timestamps compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import queue
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+
+from consumers.inbound import InboundConfig, InboundConsumer, position_name
+from lifecycle.application import ProviderLifecycle, Result
+from service.settings import persistence_env
+
+
+class _Reporting(InboundConsumer):
+    def __init__(self, *args: Any, reports: Any, **kwargs: Any) -> None:
+        super().__init__(*args, on_results=self._stored, **kwargs)
+        self.reports = reports
+        self.first_sent = False
+
+    def _stored(self, results: list[Result]) -> None:
+        self.reports.put(("done", time.perf_counter(), len(results)))
+
+    async def handle(self, batch: Any) -> list[Result]:
+        if not self.first_sent:
+            self.reports.put(("first", time.perf_counter(), 0))
+            self.first_sent = True
+        return await super().handle(batch)
+
+
+def _worker(store: str, config: InboundConfig, reports: Any, halt: MpEvent) -> None:
+    app = ProviderLifecycle(env=persistence_env(store))
+
+    async def main() -> None:
+        consumer = _Reporting(app, config, reports=reports)  # aiokafka needs the loop
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not halt.is_set():
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        await consumer.run(stop)
+        await watcher
+
+    asyncio.run(main())
+
+
+@dataclass
+class GroupRun:
+    consumers: int
+    seconds: float
+    events: int
+
+
+def ingest_group(
+    store: str,
+    bootstrap: str,
+    topic: str,
+    batch_size: int,
+    expected: int,
+    ends: dict[int, int],
+    consumers: int = 2,
+    timeout: float = 300.0,
+) -> GroupRun:
+    """Consume ``expected`` records with ``consumers`` processes; time first fetch → last stored."""
+    ctx = mp.get_context("spawn")
+    reports = ctx.Queue()
+    halt = ctx.Event()
+    config = InboundConfig(bootstrap, topic, f"bench-group-{uuid.uuid4().hex[:12]}", batch_size)
+    workers = [
+        ctx.Process(target=_worker, args=(store, config, reports, halt)) for _ in range(consumers)
+    ]
+    for w in workers:
+        w.start()
+    first: float | None = None
+    last = 0.0
+    done = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while done < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"group of {consumers}: {done} of {expected} after {timeout}s")
+            try:
+                kind, at, count = reports.get(timeout=1.0)
+            except queue.Empty:
+                if not all(w.is_alive() for w in workers):
+                    raise RuntimeError("a bench worker died") from None
+                continue
+            if kind == "first":
+                first = at if first is None else min(first, at)
+            else:
+                done += count
+                last = max(last, at)
+    finally:
+        halt.set()
+        for w in workers:
+            w.join(timeout=60)
+    assert first is not None
+    app = ProviderLifecycle(env=persistence_env(store))
+    for partition, end in ends.items():  # every partition's stored position is its last offset
+        stored = app.position(position_name(topic, partition))
+        if stored != end - 1:
+            raise RuntimeError(f"group: partition {partition} at {stored}, end {end}")
+    return GroupRun(consumers, last - first, done)
