@@ -116,7 +116,7 @@ def test_chain_and_seals_verify_after_sigkill_and_restart_cycles(
     assert counts["accepted"] == sum(o["outcome"] == "accepted" for o in offline["outcomes"])
     report = verify(opened.audit(), exported=read_seals(kept))
     assert report.ok, report.as_dict()
-    assert report.seals == 2
+    assert report.seals >= 2  # the two kept here, plus the daily seals `lifecycle run` made
     assert report.checked == counts["consumed"]  # one stored event per consumed record
     assert seal(opened.audit(), label="end") is not None
 

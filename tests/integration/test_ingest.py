@@ -47,7 +47,7 @@ def accepted_ids(store: str) -> list[str]:
 def test_exactly_once_across_sigkill_and_restart(
     kafka_bootstrap: str, postgres_store: str, topics: Topics, tmp_path: Path
 ) -> None:
-    lines = list(generate(providers=400, seed=11))
+    lines = list(generate(providers=1500, seed=11))
     env = topics.env(kafka_bootstrap, postgres_store, LIFECYCLE_BATCH_SIZE="40")
     produced = produce_lines(kafka_bootstrap, topics.inbound, lines)
     assert produced == len(lines)
