@@ -122,7 +122,7 @@ def schemas_command(
 
 @app.command("run")
 def run_command() -> None:
-    """The service: consume, judge, store and relay until SIGTERM / Ctrl-C."""
+    """The service: consume, judge, store, relay, project and serve HTTP until SIGTERM."""
     from service.runner import serve
 
     _logging()
