@@ -5,6 +5,13 @@ Each worker process runs the production ``InboundConsumer`` with its own
 and exactly-once still rests on the store (positions and events in one transaction).
 Workers report to the parent through a queue; ``time.perf_counter`` is the system-wide
 monotonic clock on Linux, so their timestamps compare.
+
+The group is formed before anyone fetches: each worker pauses the partitions it is
+assigned (right after seeking them to the stored positions) and reports them; once the
+latest assignments of all workers cover every partition exactly once, the parent lets
+them go and they resume. Otherwise the first worker to join would consume every
+partition until the others joined, then lose half of them in a rebalance, with stale
+batches refused and rewound: the run would time the group's start-up, not its ingest.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ import multiprocessing as mp
 import queue
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
 from lifecycle.application import ProviderLifecycle, Result
@@ -24,10 +34,25 @@ from service.settings import persistence_env
 
 
 class _Reporting(InboundConsumer):
-    def __init__(self, *args: Any, reports: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reports: Any, index: int, go: MpEvent, **kwargs: Any) -> None:
         super().__init__(*args, on_results=self._stored, **kwargs)
         self.reports = reports
+        self.index = index
+        self.go = go
         self.first_sent = False
+
+    async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        await super().seek_to_stored(partitions)
+        if not self.go.is_set():  # hold until the whole group is assigned
+            self.consumer.pause(*partitions)
+            assigned = tuple(sorted(tp.partition for tp in self.consumer.assignment()))
+            self.reports.put(("assigned", time.perf_counter(), (self.index, assigned)))
+
+    async def release(self, halt: MpEvent) -> None:
+        """Resume the paused partitions once the parent says the group is formed."""
+        while not self.go.is_set() and not halt.is_set():
+            await asyncio.sleep(0.01)
+        self.consumer.resume(*self.consumer.paused())
 
     def _stored(self, results: list[Result]) -> None:
         self.reports.put(("done", time.perf_counter(), len(results)))
@@ -39,11 +64,15 @@ class _Reporting(InboundConsumer):
         return await super().handle(batch)
 
 
-def _worker(store: str, config: InboundConfig, reports: Any, halt: MpEvent) -> None:
+def _worker(
+    store: str, config: InboundConfig, reports: Any, halt: MpEvent, go: MpEvent, index: int
+) -> None:
     app = ProviderLifecycle(env=persistence_env(store))
 
     async def main() -> None:
-        consumer = _Reporting(app, config, reports=reports)  # aiokafka needs the loop
+        # aiokafka needs the loop
+        consumer = _Reporting(app, config, reports=reports, index=index, go=go)
+        releaser = asyncio.create_task(consumer.release(halt))
         stop = asyncio.Event()
 
         async def watch() -> None:
@@ -54,6 +83,7 @@ def _worker(store: str, config: InboundConfig, reports: Any, halt: MpEvent) -> N
         watcher = asyncio.create_task(watch())
         await consumer.run(stop)
         await watcher
+        await releaser
 
     asyncio.run(main())
 
@@ -79,10 +109,14 @@ def ingest_group(
     ctx = mp.get_context("spawn")
     reports = ctx.Queue()
     halt = ctx.Event()
+    go = ctx.Event()
     config = InboundConfig(bootstrap, topic, f"bench-group-{uuid.uuid4().hex[:12]}", batch_size)
     workers = [
-        ctx.Process(target=_worker, args=(store, config, reports, halt)) for _ in range(consumers)
+        ctx.Process(target=_worker, args=(store, config, reports, halt, go, i))
+        for i in range(consumers)
     ]
+    partitions = sorted(ends)
+    assignments: dict[int, tuple[int, ...]] = {}
     for w in workers:
         w.start()
     first: float | None = None
@@ -99,7 +133,13 @@ def ingest_group(
                 if not all(w.is_alive() for w in workers):
                     raise RuntimeError("a bench worker died") from None
                 continue
-            if kind == "first":
+            if kind == "assigned":
+                index, assigned = count
+                assignments[index] = assigned
+                held = sorted(p for a in assignments.values() for p in a)
+                if len(assignments) == consumers and held == partitions:
+                    go.set()
+            elif kind == "first":
                 first = at if first is None else min(first, at)
             else:
                 done += count

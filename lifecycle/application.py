@@ -19,11 +19,18 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, InternalError, ProcessRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InternalError,
+    JSONTranscoder,
+    ProcessRecorder,
+    Transcoder,
+)
 
 from lifecycle.contract import Envelope, Malformed, parse_record
 from lifecycle.provider import Provider, judge
 from lifecycle.records import InboundRecord, b64
+from lifecycle.transcoding import OrjsonTranscoder
 from lifecycle.uscc import provider_id
 
 Outcome = Literal["accepted", "refused", "malformed", "duplicate"]
@@ -82,6 +89,16 @@ class ProviderLifecycle(Application[UUID]):
         self.clock = clock
         self._cache: OrderedDict[str, Provider] = OrderedDict()
         self._absent: set[str] = set()  # entities known to have no stream yet
+
+    def construct_transcoder(self) -> Transcoder:
+        # The library's JSON format, encoded with orjson (``lifecycle/transcoding.py``);
+        # a transcoder chosen with ``TRANSCODER_TOPIC`` is left as it is.
+        transcoder = self.factory.transcoder()
+        if type(transcoder) is JSONTranscoder:
+            transcoder = OrjsonTranscoder()
+        if isinstance(transcoder, JSONTranscoder):
+            self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_recorder(self) -> ProcessRecorder:
         # A process recorder writes events and tracking in one transaction;
