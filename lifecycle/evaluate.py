@@ -47,7 +47,7 @@ def provider_entry(provider: Provider | None, as_of: date) -> dict[str, Any]:
 
 def evaluate(lines: Iterable[bytes], as_of: date) -> dict[str, Any]:
     """Judge each line in order; return the outcomes and every provider's state at ``as_of``."""
-    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     outcomes: list[dict[str, Any]] = []
     subjects: dict[str, None] = {}
     batch: list[tuple[int, InboundMessage]] = []

@@ -31,9 +31,9 @@ Modules: ``documents`` (pure domain → rows), ``storage`` (dialects, schema, ge
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
 
 from lifecycle.application import ProviderLifecycle
+from lifecycle.store_url import persistence_env
 from projections.model import ReadModel
 from projections.projector import Projection, Projector
 from projections.reader import SqlReadModel
@@ -51,25 +51,9 @@ from projections.storage import VIEWS, PositionConflict, ViewDatabase, ViewsBusy
 def _persistence_env(store_url: str) -> dict[str, str]:
     # Reading needs no more than the library's own recorders (``service.stores`` only
     # changes how events are written), so ``projections`` does not depend on ``service``.
-    url = urlparse(store_url)
-    if url.scheme == "sqlite":
-        return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": unquote(store_url.removeprefix("sqlite:///")),
-            "SQLITE_LOCK_TIMEOUT": "30",
-        }
-    if url.scheme in ("postgresql", "postgres"):
-        return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
-            "POSTGRES_HOST": url.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(url.port or 5432),
-            "POSTGRES_USER": unquote(url.username or ""),
-            "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "4",
-        }
-    raise ValueError(f"views need a SQLite file or PostgreSQL store, not {store_url!r}")
+    if not store_url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        raise ValueError(f"views need a SQLite file or PostgreSQL store, not {store_url!r}")
+    return persistence_env(store_url)
 
 
 def open_store(store_url: str) -> ProviderLifecycle:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import unquote, urlparse
-
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lifecycle.store_url import persistence_env as store_env
 
 DEFAULT_STORE = "sqlite:///var/lifecycle.db"
 
@@ -31,29 +30,10 @@ class Settings(BaseSettings):
 
 
 def persistence_env(store: str) -> dict[str, str]:
-    url = urlparse(store)
-    if url.scheme == "memory":
-        return {"PERSISTENCE_MODULE": "service.stores.memory:Factory"}
-    if url.scheme == "sqlite":
-        # sqlite:///relative/path.db or sqlite:////absolute/path.db
-        path = Path(unquote(store.removeprefix("sqlite:///")))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return {
-            "PERSISTENCE_MODULE": "service.stores.sqlite:Factory",
-            "SQLITE_DBNAME": str(path),
-            "SQLITE_LOCK_TIMEOUT": "30",
-        }
-    if url.scheme in ("postgresql", "postgres"):
-        return {
-            "PERSISTENCE_MODULE": "service.stores.postgres:Factory",
-            "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
-            "POSTGRES_HOST": url.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(url.port or 5432),
-            "POSTGRES_USER": unquote(url.username or ""),
-            "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "4",
-        }
-    raise ValueError(
-        f"LIFECYCLE_STORE must be sqlite:///…, postgresql://… or memory://, not {store!r}"
+    """The environment for writing: ``service/stores`` (positions, COPY, hash chain)."""
+    return store_env(
+        store,
+        sqlite="service.stores.sqlite:Factory",
+        postgres="service.stores.postgres:Factory",
+        memory="service.stores.memory:Factory",
     )
