@@ -178,7 +178,8 @@ class ReadmissionPermanent(_Strict):
 class Expelled(_Strict):
     ground: Literal["A1.2.2-1", "A1.2.2-2", "A1.2.2-3", "A1.2.2-4", "A3-2"]
     violations: list[Article2Clause]
-    readmission: ReadmissionUntil | ReadmissionPermanent | None
+    # Absent means the same as null: no restriction came with the event (A1.4, manual review).
+    readmission: ReadmissionUntil | ReadmissionPermanent | None = None
 
 
 class ApplicationDeclined(_Strict):
@@ -336,9 +337,12 @@ def _parse_valid_v1(raw: bytes | str) -> Envelope | None:
         envelope = _ENVELOPE_JSON.validate_json(raw)
         if envelope.dataschema is not None:
             return None
-        PAYLOADS[envelope.type].model_validate(envelope.data)
+        model = PAYLOADS[envelope.type]
+        model.model_validate(envelope.data)
     except (ValidationError, ValueError, RecursionError):
         return None
+    if len(envelope.data) != len(model.model_fields):
+        return None  # a defaulted field was left out: store the canonical form
     return envelope
 
 

@@ -38,3 +38,14 @@ def test_fast_and_checked_paths_agree_on_damaged_records(index: int, cut: int, j
         assert isinstance(fast, Envelope) and fast.model_dump() == checked.model_dump()
     else:
         assert fast == checked
+
+
+def test_an_expulsion_without_readmission_is_stored_with_it_null() -> None:
+    raw = (
+        b'{"specversion":"1.0","id":"x1","source":"/s","type":"provider.Expelled",'
+        b'"subject":"91350100M000100Y43","time":"2026-01-01T10:00:00+08:00",'
+        b'"data":{"ground":"A1.2.2-4","violations":[]}}'
+    )
+    parsed = parse_record(raw)
+    assert isinstance(parsed, Envelope)
+    assert parsed.data == {"ground": "A1.2.2-4", "violations": [], "readmission": None}
