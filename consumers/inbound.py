@@ -33,6 +33,9 @@ from lifecycle.application import InboundMessage, Position, ProviderLifecycle, R
 
 log = logging.getLogger(__name__)
 
+#: Set by ``lifecycle inbox resubmit``: the operator asks for a refused event to be judged again.
+RESUBMIT_HEADER = "x-resubmit-of"
+
 
 def position_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
@@ -144,6 +147,7 @@ class InboundConsumer:
                         record.value or b"",
                         record_position(tp.topic, tp.partition, record.offset),
                         record.key,
+                        resubmitted=any(k == RESUBMIT_HEADER for k, _ in record.headers or ()),
                     )
                 )
             positions.append(

@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 
 from lifecycle.contract import Envelope, Malformed, parse_record
 from lifecycle.provider import Provider, judge
-from lifecycle.records import InboundRecord, b64
+from lifecycle.records import InboundRecord, RefusedId, b64, refused_id_marker
 from lifecycle.transcoding import OrjsonTranscoder
 from lifecycle.uscc import provider_id
 
@@ -44,6 +44,8 @@ class InboundMessage:
     value: bytes
     position: str
     key: bytes | None = None
+    #: Re-submitted by an operator from the inbox: a refused id is judged again.
+    resubmitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class ProviderLifecycle(Application[UUID]):
         self.clock = clock
         self._cache: OrderedDict[str, Provider] = OrderedDict()
         self._absent: set[str] = set()  # entities known to have no stream yet
+        self._refused_ids: set[str] = set()  # CloudEvents ids known to have been refused
 
     def construct_transcoder(self) -> Transcoder:
         # The library's JSON format, encoded with orjson (``lifecycle/transcoding.py``);
@@ -133,12 +136,16 @@ class ProviderLifecycle(Application[UUID]):
         events: list[Any] = []
         try:
             parsed = [parse_record(message.value) for message in messages]
-            self._prefetch({p.subject for p in parsed if isinstance(p, Envelope)})
+            envelopes = [p for p in parsed if isinstance(p, Envelope)]
+            self._prefetch({e.subject for e in envelopes})
+            self._prefetch_refused({e.id for e in envelopes})
             for message, item in zip(messages, parsed, strict=True):
                 result, record = self._judge(message, item, recorded_at, touched)
                 results.append(result)
                 if record is not None:
                     events.extend(record.collect_events())
+                    if result.outcome == "refused" and result.id is not None:
+                        events.extend(self._note_refused(result.id, result.subject or ""))
                 elif result.outcome == "accepted" and result.subject is not None:
                     events.extend(touched[result.subject].collect_events())
             self._save_with_positions(events, positions)
@@ -171,6 +178,11 @@ class ProviderLifecycle(Application[UUID]):
             )
             return result, self._keep_record(message, result, None, recorded_at)
         envelope: Envelope = parsed
+        if envelope.id in self._refused_ids and not message.resubmitted:
+            # A repeated id is a duplicate (CONTRACT.md), even of a refused event.
+            result = Result("duplicate", message.position, envelope.id, envelope.subject)
+            event = envelope.model_dump(mode="json", exclude_none=True)
+            return result, self._keep_record(message, result, event, recorded_at)
         provider = touched.get(envelope.subject) or self._load(envelope.subject)
         judgement = judge(provider, envelope, recorded_at)
         if judgement.outcome == "accepted":
@@ -214,6 +226,24 @@ class ProviderLifecycle(Application[UUID]):
         """Forget cached aggregates (e.g. after a Kafka rebalance moved partitions)."""
         self._cache.clear()
         self._absent.clear()
+        self._refused_ids.clear()
+
+    def _prefetch_refused(self, ce_ids: set[str]) -> None:
+        """Learn in one query which of a batch's ids were refused before."""
+        select = getattr(self.recorder, "select_present_originators", None)
+        unknown = [i for i in ce_ids if i not in self._refused_ids]
+        if select is None or not unknown:
+            return  # in memory (evaluate): every refusal is in ``_refused_ids`` already
+        if len(self._refused_ids) > self.cache_size:
+            self._refused_ids.clear()
+        present = set(select([refused_id_marker(i) for i in unknown]))
+        self._refused_ids.update(i for i in unknown if refused_id_marker(i) in present)
+
+    def _note_refused(self, ce_id: str, subject: str) -> list[Any]:
+        if ce_id in self._refused_ids:
+            return []  # refused again after a re-submission: already remembered
+        self._refused_ids.add(ce_id)
+        return list(RefusedId(ce_id=ce_id, subject=subject).collect_events())
 
     def _prefetch(self, subjects: set[str]) -> None:
         """Learn in one query which of a batch's unknown entities have no stream yet.

@@ -92,3 +92,27 @@ class InboundRecord(Aggregate):
 
 def b64(data: bytes | None) -> str | None:
     return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def refused_id_marker(ce_id: str) -> UUID:
+    """The id of the marker that remembers a refused CloudEvents ``id``."""
+    return uuid5(RECORD_NAMESPACE, f"refused-id:{ce_id}")
+
+
+class RefusedId(Aggregate):
+    """Remembers that an event ``id`` was refused: a re-send is a duplicate (CONTRACT.md).
+
+    Only an operator's re-submission from the inbox (``x-resubmit-of``) judges it again.
+    """
+
+    class Noted(Aggregate.Created):
+        ce_id: str
+        subject: str
+
+    def __init__(self, ce_id: str, subject: str) -> None:
+        self.ce_id = ce_id
+        self.subject = subject
+
+    @staticmethod
+    def create_id(ce_id: str, **_: Any) -> UUID:
+        return refused_id_marker(ce_id)

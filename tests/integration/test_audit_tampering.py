@@ -401,7 +401,7 @@ def test_what_the_chain_cannot_see_the_seal_does(
 ) -> None:
     populate(store)
     made = seal(store.audit())
-    assert made is not None and (made.streams, made.events) == (4, 10)
+    assert made is not None and (made.streams, made.events) == (5, 11)  # + refused-id marker
     kept = tmp_path / "seals.jsonl"
     write_seals(stored_seals(store.audit()), kept)
     tamper(store.db)

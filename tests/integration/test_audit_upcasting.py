@@ -141,4 +141,4 @@ def test_a_postgres_store_made_before_the_chain_is_linked_when_opened(
     recorder = again.recorder
     assert isinstance(recorder, AuditStore)
     report = verify(recorder)
-    assert report.ok and report.checked == 6 and report.streams == 3, report.as_dict()
+    assert report.ok and report.checked == 7 and report.streams == 4, report.as_dict()

@@ -171,12 +171,13 @@ def test_every_stored_event_is_linked_in_the_same_transaction(module: str, tmp_p
     with store.audit_reader() as reader:
         links = list(reader.links())
         events = list(reader.events())
-    assert len(links) == len(events) == 6
+    # 4 provider events, 2 inbound records (malformed, refused), the refused id's marker
+    assert len(links) == len(events) == 7
     assert {(link.originator_id, link.originator_version) for link in links} == {
         (e.originator_id, e.originator_version) for e in events
     }
     report = verify(store)
-    assert report.ok and report.checked == 6 and report.streams == 3, report.as_dict()
+    assert report.ok and report.checked == 7 and report.streams == 4, report.as_dict()
 
 
 def _records(app: ProviderLifecycle) -> list[Any]:

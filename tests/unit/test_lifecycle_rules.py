@@ -25,6 +25,7 @@ from tests.unit.factories import (
     exited,
     expelled,
     last,
+    line,
     onboard,
     outcomes,
     plus,
@@ -734,12 +735,30 @@ def test_duplicate_violation_is_counted_once():
     assert state(report)["violations"] == 1
 
 
-def test_a_refused_id_is_not_remembered_and_is_judged_again():
-    # README decision: re-sending a refused event judges it again.
+def test_a_refused_id_sent_again_is_a_duplicate():
+    # CONTRACT.md: a repeated id is a duplicate, whatever became of the first.
     early = admitted(U, START, id="adm-1")
     report = run([early, applied(U, START), early])
-    assert outcomes(report) == ["refused", "accepted", "accepted"]
-    assert state(report)["status"] == "admitted"
+    assert outcomes(report) == ["refused", "accepted", "duplicate"]
+    assert state(report)["status"] == "applied"
+
+
+def test_an_operator_resubmission_judges_a_refused_id_again():
+    from lifecycle.application import InboundMessage, ProviderLifecycle
+
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    early = admitted(U, START, id="adm-1")
+    first = app.process(
+        [InboundMessage(line(early), "t:0"), InboundMessage(line(applied(U, START)), "t:1")]
+    )
+    again = app.process([InboundMessage(line(early), "t:2", resubmitted=True)])
+    repeat = app.process([InboundMessage(line(early), "t:3")])
+    assert [r.outcome for r in (*first, *again, *repeat)] == [
+        "refused",
+        "accepted",
+        "accepted",
+        "duplicate",
+    ]
 
 
 def test_the_same_id_for_another_provider_is_not_a_duplicate():

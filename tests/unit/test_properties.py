@@ -153,14 +153,20 @@ def _live_oracle(raws: list[bytes]) -> tuple[list[str], dict[str, Provider]]:
     """Judge the stream with the aggregate alone, never storing or reloading it."""
     providers: dict[str, Provider] = {}
     outcomes: list[str] = []
+    refused: set[str] = set()  # a repeated id is a duplicate, even of a refused event
     now = datetime(2030, 1, 1, tzinfo=SHANGHAI)
     for raw in raws:
         parsed = parse_record(raw)
         if not isinstance(parsed, Envelope):
             outcomes.append("malformed")
             continue
+        if parsed.id in refused:
+            outcomes.append("duplicate")
+            continue
         judgement = judge(providers.get(parsed.subject), parsed, now)
         outcomes.append(judgement.outcome)
+        if judgement.outcome == "refused":
+            refused.add(parsed.id)
         if judgement.outcome == "accepted":
             assert judgement.provider is not None
             providers[parsed.subject] = judgement.provider

@@ -27,7 +27,7 @@ def test_every_stored_state_of_a_realistic_stream_is_byte_identical() -> None:
     app.process([InboundMessage(line, f"t:{i}") for i, line in enumerate(lines)])
     library = reference(app)
     notifications = app.process_recorder.select_notifications(1, len(lines) + 10)
-    assert len(notifications) == len(lines)
+    assert len(notifications) >= len(lines)  # plus a marker per refused id
     for notification in notifications:
         event = app.mapper.to_domain_event(notification)
         state = dict(vars(event))
