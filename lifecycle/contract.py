@@ -389,5 +389,7 @@ def payload_json_schemas() -> dict[str, dict[str, Any]]:
     schemas: dict[str, dict[str, Any]] = {
         name: model.model_json_schema() for name, model in PAYLOADS.items()
     }
+    for (name, version), model in VERSIONED_PAYLOADS.items():
+        schemas[f"{name}.v{version}"] = model.model_json_schema()
     schemas["envelope"] = Envelope.model_json_schema()
     return schemas

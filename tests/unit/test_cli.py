@@ -195,6 +195,7 @@ def test_schemas_writes_one_json_schema_per_type_and_the_envelope(tmp_path: Path
             "provider.Expelled",
             "provider.ApplicationDeclined",
             "provider.DepositDeducted",
+            "provider.Applied.v2",
         )
     )
     applied_schema = json.loads((out / "provider.Applied.schema.json").read_text())

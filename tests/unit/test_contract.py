@@ -451,6 +451,7 @@ def test_json_schemas_cover_the_envelope_and_the_eight_payloads():
         "provider.Expelled",
         "provider.ApplicationDeclined",
         "provider.DepositDeducted",
+        "provider.Applied.v2",
     }
     assert schemas["provider.Applied"]["additionalProperties"] is False
     assert "registered_capital_fen" in schemas["provider.Applied"]["required"]
