@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-import psycopg
 import pytest
 
-from tests.integration.harness import Topics
+from tests.integration.harness import Topics, fresh_database
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -50,21 +47,8 @@ def postgres_admin_url() -> str:
 @pytest.fixture
 def postgres_store(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parsed = urlparse(postgres_admin_url)
-    yield parsed._replace(path=f"/{name}").geturl()
-    # An autovacuum worker (a superuser) may still be in the database for a moment.
-    for attempt in range(50):
-        try:
-            with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            break
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if attempt == 49:
-                raise
-            time.sleep(0.2)
+    with fresh_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture

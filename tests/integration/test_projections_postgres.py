@@ -6,16 +6,13 @@ Each test (and each hypothesis example) gets a database of its own.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlparse
 
 import psycopg
 import pytest
@@ -32,6 +29,7 @@ from projections.storage import ViewDatabase, table_name
 from service.cli_projections import projections_app
 from service.demo import generate
 from service.settings import persistence_env
+from tests.integration.harness import fresh_database
 from tests.unit.factories import exited, line, onboard, uscc, violation
 from tests.unit.test_projections_oracle import assert_views_equal_replay
 from tests.unit.test_properties import streams
@@ -40,31 +38,6 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
 DATES = [date(2024, 6, 1), date(2025, 6, 1), date(2026, 6, 30), date(2027, 6, 1)]
-
-
-@contextlib.contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"test_pv_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlparse(admin_url)._replace(path=f"/{name}").geturl()
-    finally:
-        drop_database(admin_url, name)
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    """Drop a test database; retried while an autovacuum worker (a superuser process that
-    ``WITH (FORCE)`` may not terminate) is still working in it."""
-    for attempt in range(50):
-        try:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if attempt == 49:
-                raise
-            time.sleep(0.2)
 
 
 class Store:
@@ -111,7 +84,6 @@ class Store:
 
 @pytest.fixture
 def store(postgres_admin_url: str) -> Iterator[Store]:
-    # Like conftest's ``postgres_store``, with the drop retried (see ``drop_database``).
     with fresh_database(postgres_admin_url) as url:
         s = Store(url)
         yield s
