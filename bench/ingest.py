@@ -19,9 +19,8 @@ from ``deploy/local/services.sh start``; see ``bench/README.md``). One run:
 5. deletes the topic and drops the database.
 
 ``--breakdown`` times the stages of ``ProviderLifecycle.process`` and the cyclic GC,
-``--profile DIR`` runs cProfile, ``--prototype`` also times the fixes proposed in
-``bench/prototype.py``. The last line is ``ingest: X events/s; raw COPY: Y rows/s;
-ratio: Z``.
+``--profile DIR`` runs cProfile. The last line is ``ingest: X events/s; raw COPY:
+Y rows/s; ratio: Z``.
 """
 
 from __future__ import annotations
@@ -58,10 +57,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-import bench.prototype as prototype_module
 import lifecycle.application as application_module
 from bench.group import ingest_group
-from bench.prototype import FastInbound, FastLifecycle, tuned_gc
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
 from lifecycle.uscc import check_character
@@ -399,10 +396,6 @@ class TimedInbound(Timed, InboundConsumer):
     """The production consumer."""
 
 
-class TimedFastInbound(Timed, FastInbound):
-    """The consumer with the prototype fixes of ``bench/prototype.py``."""
-
-
 CHAIN = "  of which audit chain links"
 
 
@@ -435,11 +428,7 @@ def timers(app: ProviderLifecycle, into: dict[str, float]) -> Iterator[None]:
         for target, name in chain_parts:
             if target is not None and callable(getattr(target, name, None)):
                 patches.append((target, name, CHAIN))
-        if isinstance(app, FastLifecycle):
-            patches += [
-                (prototype_module, "fast_parse_record", "parse (pydantic)"),
-                (app, "_prefetch_absent", "prefetch (1 query a batch)"),
-            ]
+        patches.append((app, "_prefetch", "prefetch (1 query a batch)"))
         for target, name, label in patches:
             original = getattr(target, name)
             setattr(target, name, timed(label, original))
@@ -472,12 +461,10 @@ async def ingest(
     breakdown: bool = False,
     profile_dir: Path | None = None,
     timeout: float = 240.0,
-    prototype: bool = False,
 ) -> IngestRun:
     """Consume ``expected`` records with the production consumer into ``store``."""
     run = IngestRun(label, batch_size)
-    app_class = FastLifecycle if prototype else ProviderLifecycle
-    app = app_class(env=persistence_env(store))
+    app = ProviderLifecycle(env=persistence_env(store))
     stop = asyncio.Event()
     last: list[float] = []
 
@@ -512,14 +499,10 @@ async def ingest(
 
     app.process = process  # type: ignore[method-assign]
     config = InboundConfig(bootstrap, topic, f"bench-{uuid.uuid4().hex[:12]}", batch_size)
-    consumer_class = TimedFastInbound if prototype else TimedInbound
-    inbound = consumer_class(app, config, on_results)
+    inbound = TimedInbound(app, config, on_results)
     loop_profile = cProfile.Profile() if profile_dir else None
     try:
-        with (
-            timers(app, run.breakdown) if breakdown else contextlib.nullcontext(),
-            tuned_gc() if prototype else contextlib.nullcontext(),
-        ):
+        with timers(app, run.breakdown) if breakdown else contextlib.nullcontext():
             if loop_profile:
                 loop_profile.enable()
             try:
@@ -692,31 +675,6 @@ async def main(args: argparse.Namespace) -> str:
         if pg.stored != total or pg.outcomes["accepted"] != total:
             raise RuntimeError(f"expected {total} accepted and stored, got {pg}")
 
-        if args.prototype:
-            recreate_database(args.admin_url, args.database)
-            try:
-                fast = await ingest(
-                    "PostgreSQL ingest, prototype fixes (bench/prototype.py)",
-                    bench_url,
-                    bootstrap,
-                    topic,
-                    batch_size,
-                    total,
-                    ends,
-                    breakdown=args.breakdown,
-                    profile_dir=args.profile,
-                    prototype=True,
-                )
-            except RuntimeError as exc:  # the prototype trails the code it patches
-                print(f"prototype run failed (not the headline): {exc}")
-            else:
-                print(describe(fast))
-                print(
-                    f"  prototype: {fast.rate:,.0f} events/s, {fast.rate / pg.rate:.2f}x the "
-                    f"service's path; ratio to raw COPY {fast.rate / copy_rate:.2f} "
-                    "(not the headline)"
-                )
-
         group_rate = 0.0
         if args.consumers > 1:
             recreate_database(args.admin_url, args.database)
@@ -794,7 +752,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
     p.add_argument("--breakdown", action="store_true", help="time the stages of process()")
     p.add_argument("--profile", type=Path, default=None, help="write cProfile stats to DIR")
-    p.add_argument("--prototype", action="store_true", help="also time bench/prototype.py's fixes")
     p.add_argument("--floor", type=float, default=0.10)
     return p.parse_args(argv)
 
