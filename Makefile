@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check lifecycle projections consumers service tests bench
+	$(BIN)/ruff check lifecycle store consumers projections audit web service tests bench
 	$(BIN)/mypy
 
 ## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL),

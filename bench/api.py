@@ -7,7 +7,7 @@ the local PostgreSQL from ``deploy/local/services.sh start``). One run:
    every outcome, several tenures) and feeds it to ``ProviderLifecycle.process`` in
    batches of 5,000 on a fresh store (a SQLite file by default, or a fresh PostgreSQL
    database), then lets the projector catch up (not timed against the floor);
-2. serves ``projections.api.create_app`` over ``projections.views.open_read_model`` with
+2. serves ``web.app.create_app`` over ``projections.views.open_read_model`` with
    uvicorn in a **subprocess** (as ``lifecycle run`` would: one process, access log off);
 3. from this process, sends ``GET /v1/providers/{uscc}`` for random known USCCs as a reader
    (contacts masked) at a steady rate, **open loop**: request *i* is sent at
@@ -57,7 +57,7 @@ def load(store: str, providers: int, seed: int, batch: int) -> list[str]:
     from projections.model import ProviderFilter
     from projections.views import open_projector, open_read_model
     from service.demo import generate
-    from service.settings import persistence_env
+    from store.url import persistence_env
 
     started = time.perf_counter()
     lines = list(generate(providers=providers, seed=seed))
@@ -110,18 +110,18 @@ def serve(store: str, port: int) -> None:
     import uvicorn
 
     from lifecycle.application import ProviderLifecycle
-    from projections.api import create_app
+    from lifecycle.inbox import Inbox
     from projections.views import open_read_model
-    from service.settings import persistence_env
+    from store.url import persistence_env
+    from web.app import create_app
 
     def no_resubmit(*_: object) -> int:
         raise RuntimeError("the benchmark does not re-submit")
 
     app = create_app(
         open_read_model(store),
-        lambda: ProviderLifecycle(env=persistence_env(store)),
+        lambda: Inbox(ProviderLifecycle(env=persistence_env(store)), no_resubmit),
         _ServeSettings(api_tokens=f"reader:{TOKEN}"),
-        resubmit=no_resubmit,
     )
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 

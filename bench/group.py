@@ -30,7 +30,7 @@ from aiokafka import TopicPartition
 
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
 from lifecycle.application import ProviderLifecycle, Result
-from service.settings import persistence_env
+from store.url import persistence_env
 
 
 class _Reporting(InboundConsumer):

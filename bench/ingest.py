@@ -60,11 +60,12 @@ from aiokafka.structs import ConsumerRecord
 import lifecycle.application as application_module
 from bench.group import ingest_group
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
+from consumers.producer import produce
+from consumers.topics import ensure_topics
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
 from lifecycle.uscc import check_character
-from service.kafka_admin import ensure_topics
-from service.produce import produce
-from service.settings import Settings, persistence_env
+from service.settings import Settings
+from store.url import persistence_env
 
 log = logging.getLogger("bench.ingest")
 
@@ -340,7 +341,7 @@ def stored_state_sizes(url: str, table: str) -> tuple[float, int, str]:
 def sample_states(workload: Workload, providers: int = 200) -> tuple[float, str]:
     """Mean stored state size and most common topic, from an in-memory run of a sample."""
     wanted = set(range(providers))
-    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "store.memory:Factory"})
     messages = [
         InboundMessage(value, f"sample:{i}", key)
         for i, ((key, value), (n, _)) in enumerate(

@@ -29,7 +29,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from consumers.metrics import BATCH_SECONDS, CONSUMER_LAG, OUTCOMES
-from lifecycle.application import InboundMessage, Position, ProviderLifecycle, Result
+from lifecycle.application import InboundMessage, ProviderLifecycle, Result
+from lifecycle.ports import Position
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ batches; a failed save drops the cache, so the next batch starts from the store.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,17 +19,13 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
-    IntegrityError,
-    InternalError,
-    JSONTranscoder,
     ProcessRecorder,
-    Transcoder,
 )
 
 from lifecycle.contract import Envelope, Malformed, parse_record
+from lifecycle.ports import Position, PositionedRecorder
 from lifecycle.provider import Provider, judge
 from lifecycle.records import InboundRecord, RefusedId, b64, refused_id_marker
-from lifecycle.transcoding import OrjsonTranscoder
 from lifecycle.uscc import provider_id
 
 Outcome = Literal["accepted", "refused", "malformed", "duplicate"]
@@ -46,19 +41,6 @@ class InboundMessage:
     key: bytes | None = None
     #: Re-submitted by an operator from the inbox: a refused id is judged again.
     resubmitted: bool = False
-
-
-@dataclass(frozen=True)
-class Position:
-    """The records ``first``…``last`` of one tracked input (e.g. ``kafka:<topic>:<partition>``).
-
-    Saved with the batch in one transaction; the store refuses a batch that does not
-    start right after the stored position, so no record is ever applied twice.
-    """
-
-    name: str
-    first: int
-    last: int
 
 
 @dataclass(frozen=True)
@@ -93,29 +75,10 @@ class ProviderLifecycle(Application[UUID]):
         self._absent: set[str] = set()  # entities known to have no stream yet
         self._refused_ids: set[str] = set()  # CloudEvents ids known to have been refused
 
-    def construct_transcoder(self) -> Transcoder:
-        # The library's JSON format, encoded with orjson (``lifecycle/transcoding.py``);
-        # a transcoder chosen with ``TRANSCODER_TOPIC`` is left as it is.
-        transcoder = self.factory.transcoder()
-        if type(transcoder) is JSONTranscoder:
-            transcoder = OrjsonTranscoder()
-        if isinstance(transcoder, JSONTranscoder):
-            self.register_transcodings(transcoder)
-        return transcoder
-
     def construct_recorder(self) -> ProcessRecorder:
         # A process recorder writes events and tracking in one transaction;
         # a plain application recorder would silently drop the tracking.
-        # Several processes may create the schema at once on first start
-        # (PostgreSQL: "tuple concurrently updated"): try again, the loser sees it made.
-        for attempt in range(5):
-            try:
-                return self.factory.process_recorder()
-            except (InternalError, IntegrityError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return self.factory.process_recorder()
 
     @property
     def process_recorder(self) -> ProcessRecorder:
@@ -156,14 +119,17 @@ class ProviderLifecycle(Application[UUID]):
         return results
 
     def _save_with_positions(self, events: Sequence[Any], positions: Sequence[Position]) -> None:
-        # The recorders in ``service/stores`` write ``positions`` in the same transaction
-        # as the events; the library's own recorders would silently ignore them.
-        if positions and not getattr(self.recorder, "supports_positions", False):
-            raise TypeError(f"{type(self.recorder).__name__} cannot record input positions")
         # Straight to the recorder: the library's save() path builds recordings and
         # notifications this service never uses (~15 µs an event at 200k events).
         stored = [self.mapper.to_stored_event(event) for event in events]
-        self.recorder.insert_events(stored, positions=list(positions))
+        recorder = self.recorder
+        if isinstance(recorder, PositionedRecorder):
+            recorder.insert_events(stored, positions=positions)
+        elif positions:
+            # The library's own recorders would silently ignore the positions.
+            raise TypeError(f"{type(recorder).__name__} cannot record input positions")
+        else:
+            recorder.insert_events(stored)
 
     def _judge(
         self,
@@ -230,13 +196,13 @@ class ProviderLifecycle(Application[UUID]):
 
     def _prefetch_refused(self, ce_ids: set[str]) -> None:
         """Learn in one query which of a batch's ids were refused before."""
-        select = getattr(self.recorder, "select_present_originators", None)
+        recorder = self.recorder
         unknown = [i for i in ce_ids if i not in self._refused_ids]
-        if select is None or not unknown:
+        if not isinstance(recorder, PositionedRecorder) or not unknown:
             return  # in memory (evaluate): every refusal is in ``_refused_ids`` already
         if len(self._refused_ids) > self.cache_size:
             self._refused_ids.clear()
-        present = set(select([refused_id_marker(i) for i in unknown]))
+        present = set(recorder.select_present_originators([refused_id_marker(i) for i in unknown]))
         self._refused_ids.update(i for i in unknown if refused_id_marker(i) in present)
 
     def _note_refused(self, ce_id: str, subject: str) -> list[Any]:
@@ -248,14 +214,14 @@ class ProviderLifecycle(Application[UUID]):
     def _prefetch(self, subjects: set[str]) -> None:
         """Learn in one query which of a batch's unknown entities have no stream yet.
 
-        Saves one empty repository read per new provider; recorders without
-        ``select_present_originators`` are simply asked one by one in ``_load``.
+        Saves one empty repository read per new provider; other recorders than a
+        :class:`~lifecycle.ports.PositionedRecorder` are asked one by one in ``_load``.
         """
-        select = getattr(self.recorder, "select_present_originators", None)
+        recorder = self.recorder
         unknown = [s for s in subjects if s not in self._cache and s not in self._absent]
-        if select is None or not unknown:
+        if not isinstance(recorder, PositionedRecorder) or not unknown:
             return
-        present = set(select([provider_id(s) for s in unknown]))
+        present = set(recorder.select_present_originators([provider_id(s) for s in unknown]))
         if len(self._absent) > self.cache_size:
             self._absent.clear()
         self._absent.update(s for s in unknown if provider_id(s) not in present)

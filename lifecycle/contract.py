@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -256,6 +256,7 @@ EventType = Literal[
     "provider.ApplicationDeclined",
     "provider.DepositDeducted",
 ]
+EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
 
 
 # --- envelope -------------------------------------------------------------------------

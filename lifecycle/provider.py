@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal, get_args
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -24,6 +24,7 @@ from lifecycle.rules import BUSINESS_TZ, DEPOSIT_FEN, Clause
 from lifecycle.uscc import provider_id
 
 Status = Literal["applied", "admitted", "active", "exited", "expelled", "declined"]
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 OPEN: frozenset[str] = frozenset({"applied", "admitted"})
 
 
@@ -333,19 +334,6 @@ class Provider(Aggregate):
         if self._status != "applied":
             raise Refused([Clause.STATE], f"no open application to decline (status {self.status})")
         return self.ApplicationDeclined
-
-
-EVENT_CLASSES: tuple[type[Provider.Event], ...] = (
-    Provider.Applied,
-    Provider.Reapplied,
-    Provider.Admitted,
-    Provider.DepositPaid,
-    Provider.DepositDeducted,
-    Provider.ViolationRecorded,
-    Provider.Exited,
-    Provider.Expelled,
-    Provider.ApplicationDeclined,
-)
 
 
 def _short(event_type: str) -> str:

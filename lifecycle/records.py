@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 RECORD_NAMESPACE = uuid5(NAMESPACE_URL, "urn:provider-lifecycle:inbound-record")
-
-NotAccepted = Literal["refused", "malformed", "duplicate"]
 
 
 def record_id(position: str) -> UUID:

@@ -7,7 +7,7 @@ rendering of ``RULEBOOK.md``; the Chinese original there is authoritative.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -149,3 +149,8 @@ REQUIRED_CAPABILITIES: Final[frozenset[Capability]] = frozenset(Capability)
 
 #: Day counting uses the calendar date in this zone (RULEBOOK "How the service reads").
 BUSINESS_TZ: Final = ZoneInfo("Asia/Shanghai")
+
+
+def business_date(moment: datetime) -> date:
+    """The Asia/Shanghai calendar date of ``moment``: the day every period counts in."""
+    return moment.astimezone(BUSINESS_TZ).date()

@@ -1,7 +1,7 @@
 """The read side's port: what the read API and the dashboard ask of the projections.
 
 ``projections/views.py`` implements :class:`ReadModel` on SQLite and PostgreSQL; the
-API (``projections/api.py``) depends only on this module. Documents are plain dicts,
+API (``web/app.py``) depends only on this module. Documents are plain dicts,
 ready for JSON; personal data (``contact``) is masked by the API, not here.
 """
 
@@ -93,30 +93,11 @@ class ReadModel(Protocol):
         ...
 
 
-@dataclass
-class Requirement:
-    """One thing that stands between a provider and being active / eligible."""
-
-    clause: str
-    reason: str
-    who: Literal["provider", "platform"]
-    by: date | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "clause": self.clause,
-            "reason": self.reason,
-            "who": self.who,
-            "by": self.by.isoformat() if self.by else None,
-        }
-
-
 __all__ = [
     "InboxFilter",
     "Page",
     "ProviderFilter",
     "ReadModel",
-    "Requirement",
     "SortKey",
     "ViewStatus",
     "field",

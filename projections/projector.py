@@ -34,7 +34,7 @@ from lifecycle.application import ProviderLifecycle
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 from projections import documents as d
-from projections.storage import (
+from projections.database import (
     TABLE_BY_NAME,
     VIEWS,
     Connection,

@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 from lifecycle.application import ProviderLifecycle
 from lifecycle.evaluate import today_in_shanghai
 from projections import documents as d
-from projections.model import InboxFilter, Page, ProviderFilter, SortKey, ViewStatus
-from projections.storage import (
+from projections.database import (
     VIEWS,
     Connection,
     ViewDatabase,
@@ -30,6 +29,7 @@ from projections.storage import (
     positions,
     table_name,
 )
+from projections.model import InboxFilter, Page, ProviderFilter, SortKey, ViewStatus
 
 T = TypeVar("T")
 

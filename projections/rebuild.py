@@ -19,8 +19,7 @@ from datetime import date
 from typing import Any
 
 from lifecycle.application import ProviderLifecycle
-from projections.projector import Projector
-from projections.storage import (
+from projections.database import (
     TABLES,
     VIEWS,
     Connection,
@@ -36,6 +35,7 @@ from projections.storage import (
     switch_live,
     table_name,
 )
+from projections.projector import Projector
 
 Progress = Callable[[int, int], None]
 

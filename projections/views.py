@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lifecycle.application import ProviderLifecycle
-from lifecycle.store_url import persistence_env
+from projections.database import VIEWS, PositionConflict, ViewDatabase, ViewsBusy
 from projections.model import ReadModel
 from projections.projector import Projection, Projector
 from projections.reader import SqlReadModel
@@ -45,12 +45,10 @@ from projections.rebuild import (
     status_report,
     verify,
 )
-from projections.storage import VIEWS, PositionConflict, ViewDatabase, ViewsBusy
+from store.url import persistence_env
 
 
 def _persistence_env(store_url: str) -> dict[str, str]:
-    # Reading needs no more than the library's own recorders (``service.stores`` only
-    # changes how events are written), so ``projections`` does not depend on ``service``.
     if not store_url.startswith(("sqlite:", "postgresql:", "postgres:")):
         raise ValueError(f"views need a SQLite file or PostgreSQL store, not {store_url!r}")
     return persistence_env(store_url)
@@ -59,7 +57,7 @@ def _persistence_env(store_url: str) -> dict[str, str]:
 def open_store(store_url: str) -> ProviderLifecycle:
     """The application service on the store, to read its notification log and aggregates.
 
-    The composition root may pass its own (``service.settings.Settings().persistence_env()``).
+    The composition root passes its own (``service.bootstrap``); this one is for tools.
     """
     return ProviderLifecycle(env=_persistence_env(store_url))
 

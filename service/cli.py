@@ -18,12 +18,12 @@ from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 
-from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import payload_json_schemas
 from lifecycle.evaluate import evaluate, today_in_shanghai
+from lifecycle.inbox import NotResubmittable, RecordNotFound
+from service.bootstrap import Bootstrap
 from service.cli_audit import audit_app
 from service.cli_projections import projections_app
-from service.inbox import inbox_entries, resubmit
 from service.settings import Settings
 
 app = typer.Typer(
@@ -135,8 +135,8 @@ def produce_command(
     topic: Annotated[str | None, typer.Option("--topic", help="default: the inbound topic")] = None,
 ) -> None:
     """Publish each line to the inbound topic, key = its subject."""
-    from service.kafka_admin import ensure_topics
-    from service.produce import key_of, produce
+    from consumers.producer import key_of, produce
+    from consumers.topics import ensure_topics
 
     settings = Settings()
     target = topic or settings.inbound_topic
@@ -163,7 +163,7 @@ def stats_command(
     follow: Annotated[bool, typer.Option("--follow", help="refresh every second")] = False,
 ) -> None:
     """Outcome counts from the store (consumed = accepted + refused + malformed + duplicate)."""
-    lifecycle = ProviderLifecycle(env=Settings().persistence_env())
+    lifecycle = Bootstrap().lifecycle
     if as_json:
         sys.stdout.write(json.dumps(lifecycle.stats()) + "\n")
         return
@@ -203,8 +203,8 @@ def inbox_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List records that were not accepted, with their reasons."""
-    lifecycle = ProviderLifecycle(env=Settings().persistence_env())
-    entries = [e.as_dict() for e in inbox_entries(lifecycle, outcome, code, subject)]
+    with Bootstrap() as deps:
+        entries = [e.as_dict() for e in deps.inbox.entries(outcome, code, subject)]
     if as_json:
         sys.stdout.write(json.dumps(entries, ensure_ascii=False) + "\n")
         return
@@ -235,18 +235,27 @@ def inbox_resubmit(
     subject: Annotated[str | None, typer.Option(help="a USCC")] = None,
 ) -> None:
     """Send records back to the inbound topic (after an upstream fix) to be judged again."""
-    settings = Settings()
-    lifecycle = ProviderLifecycle(env=settings.persistence_env())
-    if record is not None:
-        chosen = [lifecycle.record(UUID(record))]
-    elif all_matching:
-        chosen = [
-            lifecycle.record(e.record_id) for e in inbox_entries(lifecycle, outcome, code, subject)
-        ]
-    else:
+    if record is None and not all_matching:
         raise typer.BadParameter("give a record id or --all with filters")
-    sent = resubmit(lifecycle, settings, chosen, by="cli")
-    print(f"re-submitted {sent} records to {settings.inbound_topic}")
+    with Bootstrap() as deps:
+        inbox = deps.inbox
+        try:
+            if record is not None:
+                chosen = [inbox.find(_record_id(record))]
+            else:
+                chosen = [inbox.find(e.record_id) for e in inbox.entries(outcome, code, subject)]
+            sent = inbox.resubmit(chosen, by="cli")
+        except (RecordNotFound, NotResubmittable) as exc:
+            print(f"lifecycle inbox resubmit: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from exc
+    print(f"re-submitted {sent} records to {deps.settings.inbound_topic}")
+
+
+def _record_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError as exc:
+        raise typer.BadParameter("an inbox record id is a UUID") from exc
 
 
 @app.command("demo-data")

@@ -22,21 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from audit.auditing import NoHashChain, audit_store
+from audit.history import Format, export, history
+from audit.seal import SealRefused, seal, stored_seals
+from audit.verify import Report, read_seals, verify, write_seals
 from lifecycle.application import ProviderLifecycle
 from lifecycle.rules import BUSINESS_TZ
 from lifecycle.uscc import uscc_error
-from projections.audit import (
-    Report,
-    SealRefused,
-    read_seals,
-    seal,
-    stored_seals,
-    verify,
-    write_seals,
-)
-from projections.audit_history import Format, export, history
-from projections.audit_port import AuditStore
-from service.settings import Settings
+from service.bootstrap import Bootstrap
+from store.audit_port import AuditStore
 
 audit_app = typer.Typer(
     help="Auditors: verify the hash chain and the seals, replay a provider's history, export.",
@@ -55,12 +49,12 @@ OUTCOME_STYLE = {
 
 
 def _open() -> tuple[ProviderLifecycle, AuditStore]:
-    lifecycle = ProviderLifecycle(env=Settings().persistence_env())
-    recorder = lifecycle.recorder
-    if not isinstance(recorder, AuditStore):
-        err.print(f"this store ({type(recorder).__name__}) keeps no hash chain")
-        raise typer.Exit(2)
-    return lifecycle, recorder
+    lifecycle = Bootstrap().lifecycle
+    try:
+        return lifecycle, audit_store(lifecycle)
+    except NoHashChain as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from exc
 
 
 def _day(value: str | None, option: str) -> date | None:

@@ -30,10 +30,10 @@ from rich.table import Table
 from rich.text import Text
 
 from lifecycle.application import ProviderLifecycle
+from projections.database import ViewDatabase, ViewsBusy
 from projections.projector import Projector
 from projections.rebuild import Difference, rebuild, status_report, verify
-from projections.storage import ViewDatabase, ViewsBusy
-from service.settings import Settings
+from service.bootstrap import Bootstrap
 
 projections_app = typer.Typer(
     help="The read-side views: status and lag, rebuild with switch-over, verify.",
@@ -46,14 +46,8 @@ err_console = Console(stderr=True)
 
 @contextmanager
 def _store() -> Iterator[tuple[ProviderLifecycle, ViewDatabase]]:
-    settings = Settings()
-    app = ProviderLifecycle(env=settings.persistence_env())
-    db = ViewDatabase(settings.store)
-    try:
-        yield app, db
-    finally:
-        db.close()
-        app.close()
+    with Bootstrap() as deps:
+        yield deps.lifecycle, deps.views
 
 
 class RateColumn(ProgressColumn):

@@ -10,18 +10,11 @@ import asyncio
 import logging
 import signal
 
-from consumers.inbound import InboundConfig, InboundConsumer
-from consumers.relay import Relay, RelayConfig
-from lifecycle.application import ProviderLifecycle
-from projections.api import create_app
-from projections.api import serve as serve_http
-from projections.audit import seal_daily
-from projections.audit_api import audit_router
-from projections.audit_port import AuditStore
-from projections.views import open_projector, open_read_model
-from service.inbox import resubmit
-from service.kafka_admin import ensure_topics
+from audit.seal import seal_daily
+from consumers.topics import ensure_topics
+from service.bootstrap import Bootstrap
 from service.settings import Settings
+from web.server import serve as serve_http
 
 log = logging.getLogger("lifecycle")
 
@@ -40,49 +33,21 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.dlq_topic: settings.partitions,
         },
     )
-    env = settings.persistence_env()
-    consumer = InboundConsumer(
-        ProviderLifecycle(env=env),
-        InboundConfig(
-            settings.kafka_bootstrap,
-            settings.inbound_topic,
-            settings.group_id,
-            settings.batch_size,
-        ),
-    )
-    relay = Relay(
-        ProviderLifecycle(env=env),
-        RelayConfig(
-            settings.kafka_bootstrap,
-            settings.outbound_topic,
-            settings.refused_topic,
-            settings.dlq_topic,
-        ),
-    )
-    read_model = open_read_model(settings.store, app=ProviderLifecycle(env=env))
-    auditing = ProviderLifecycle(env=env)
-    api = create_app(
-        read_model,
-        lambda: ProviderLifecycle(env=env),
-        settings,
-        resubmit=lambda lifecycle, records, by: resubmit(lifecycle, settings, records, by),
-        extra_routers=[audit_router(lambda: auditing)],
-    )
-    projector = open_projector(settings.store, app=ProviderLifecycle(env=env))
-    log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)
-    log.info("read API and dashboard on http://%s/", settings.http_bind)
-    tasks = [
-        asyncio.create_task(consumer.run(stop), name="inbound"),
-        asyncio.create_task(relay.run(stop), name="relay"),
-        asyncio.create_task(projector.run(stop), name="projector"),
-        asyncio.create_task(serve_http(api, settings.http_bind, stop), name="http"),
-    ]
-    if isinstance(auditing.recorder, AuditStore):
-        # Each business day's seal (verify, then a Merkle root over every stream's head).
-        tasks.append(asyncio.create_task(seal_daily(auditing.recorder, stop), name="sealer"))
-    _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    stop.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    with Bootstrap(settings) as deps:
+        log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)
+        log.info("read API and dashboard on http://%s/", settings.http_bind)
+        tasks = [
+            asyncio.create_task(deps.consumer.run(stop), name="inbound"),
+            asyncio.create_task(deps.relay.run(stop), name="relay"),
+            asyncio.create_task(deps.projector.run(stop), name="projector"),
+            asyncio.create_task(serve_http(deps.api, settings.http_bind, stop), name="http"),
+        ]
+        if deps.audit_store is not None:
+            # Each business day's seal (verify, then a Merkle root over every stream's head).
+            tasks.append(asyncio.create_task(seal_daily(deps.audit_store, stop), name="sealer"))
+        _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lifecycle.store_url import persistence_env as store_env
+from store.url import persistence_env
 
 DEFAULT_STORE = "sqlite:///var/lifecycle.db"
 
@@ -27,13 +27,3 @@ class Settings(BaseSettings):
     def persistence_env(self) -> dict[str, str]:
         """The eventsourcing environment for ``store`` (SQLite file, PostgreSQL or memory)."""
         return persistence_env(self.store)
-
-
-def persistence_env(store: str) -> dict[str, str]:
-    """The environment for writing: ``service/stores`` (positions, COPY, hash chain)."""
-    return store_env(
-        store,
-        sqlite="service.stores.sqlite:Factory",
-        postgres="service.stores.postgres:Factory",
-        memory="service.stores.memory:Factory",
-    )

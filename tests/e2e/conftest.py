@@ -23,7 +23,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from service.demo import generate
-from service.settings import persistence_env
+from store.url import persistence_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

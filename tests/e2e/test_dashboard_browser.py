@@ -3,7 +3,7 @@
 A SQLite store is fed with the demo stream (60 providers) through
 ``ProviderLifecycle.process``, the projector catches up, and the app from
 ``create_app`` is served by uvicorn on a free local port, wired as ``lifecycle run``
-wires it (re-submission through ``service.inbox.resubmit`` to the local Kafka). The
+wires it (re-submission through ``lifecycle.inbox.Inbox`` to the local Kafka). The
 browser signs in, reads the overview, filters the provider list, opens a provider and
 its timeline (now and as of a date), and reads the inbox; an admin re-submits a record.
 A screenshot of each page is written to ``test-output/browser/``.
@@ -25,17 +25,18 @@ from typing import TypeVar
 import pytest
 from playwright.sync_api import Page, expect
 
+from consumers.resubmit import KafkaSender
+from consumers.topics import ensure_topics
 from lifecycle.application import ProviderLifecycle
+from lifecycle.inbox import Inbox
 from lifecycle.records import InboundRecord
-from projections.api import create_app
 from projections.model import InboxFilter, ProviderFilter
 from projections.reader import SqlReadModel
 from projections.views import open_projector, open_read_model
-from service.inbox import resubmit
-from service.kafka_admin import ensure_topics
 from service.settings import Settings
 from tests.e2e.conftest import TOKENS, LiveServer, demo_store
 from tests.integration.harness import read_topic
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -64,9 +65,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     app = create_app(
         read_model,
-        lambda: ProviderLifecycle(env=settings.persistence_env()),
+        lambda: Inbox(
+            ProviderLifecycle(env=settings.persistence_env()),
+            KafkaSender(settings.kafka_bootstrap, settings.inbound_topic),
+        ),
         settings,
-        resubmit=lambda lifecycle, records, by: resubmit(lifecycle, settings, records, by),
     )
     with LiveServer(app) as server:
         yield Site(server.url, store, read_model, settings)

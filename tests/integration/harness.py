@@ -21,10 +21,10 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from consumers.producer import key_of, produce
+from consumers.topics import ensure_topics
 from lifecycle.application import ProviderLifecycle
-from service.kafka_admin import ensure_topics
-from service.produce import key_of, produce
-from service.settings import persistence_env
+from store.url import persistence_env
 
 LIFECYCLE = str(Path(sys.executable).with_name("lifecycle"))
 

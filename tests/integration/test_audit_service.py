@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from audit.history import export_rows, history
+from audit.seal import seal, stored_seals
+from audit.verify import read_seals, verify, write_seals
 from lifecycle.application import ProviderLifecycle
 from lifecycle.evaluate import evaluate
-from projections.audit import read_seals, seal, stored_seals, verify, write_seals
-from projections.audit_history import export_rows, history
-from projections.audit_port import AuditStore
 from service.demo import generate
-from service.settings import persistence_env
+from store.audit_port import AuditStore
+from store.url import persistence_env
 from tests.integration.harness import Service, Topics, produce_lines, stats, wait_for
 from tests.unit.factories import (
     admitted,

@@ -1,4 +1,4 @@
-"""What the recorders in ``service/stores`` offer besides the hash chain, on every store:
+"""What the recorders in ``store`` offer besides the hash chain, on every store:
 ``select_present_originators``, the one-query prefetch ``ProviderLifecycle.process`` uses."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from lifecycle.application import ProviderLifecycle
 from lifecycle.records import record_id
 from lifecycle.uscc import provider_id
-from service.settings import persistence_env
+from store.url import persistence_env
 from tests.unit.factories import admitted, applied, process, uscc
 
 pytestmark = pytest.mark.integration

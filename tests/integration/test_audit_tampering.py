@@ -15,13 +15,14 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from audit.seal import seal, stored_seals
+from audit.verify import Report, read_seals, verify, write_seals
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.records import record_id
 from lifecycle.uscc import provider_id
-from projections.audit import Report, read_seals, seal, stored_seals, verify, write_seals
-from projections.audit_chain import event_hash
-from projections.audit_port import AuditStore
-from service.settings import persistence_env
+from store.audit_port import AuditStore
+from store.chain import event_hash
+from store.url import persistence_env
 from tests.unit.factories import (
     admitted,
     applied,

@@ -12,13 +12,13 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from audit.verify import read_seals, verify
 from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import APPLIED_V2_SCHEMA
 from lifecycle.provider import Provider
 from lifecycle.uscc import provider_id
-from projections.audit import read_seals, verify
-from projections.audit_port import AuditStore
-from service.settings import persistence_env
+from store.audit_port import AuditStore
+from store.url import persistence_env
 from tests.unit.factories import (
     admitted,
     applied_data,

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from consumers.inbound import InboundConfig, InboundConsumer
+from consumers.topics import ensure_topics
 from lifecycle.application import OUTCOMES, ProviderLifecycle
 from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
 from service.demo import generate
-from service.kafka_admin import ensure_topics
-from service.settings import persistence_env
+from store.url import persistence_env
 from tests.integration.harness import (
     LIFECYCLE,
     Service,

@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
+from projections.database import ViewDatabase, table_name
 from projections.model import ProviderFilter
 from projections.projector import Projector
 from projections.reader import SqlReadModel
 from projections.rebuild import rebuild, verify
-from projections.storage import ViewDatabase, table_name
 from service.cli_projections import projections_app
 from service.demo import generate
-from service.settings import persistence_env
+from store.url import persistence_env
 from tests.integration.harness import fresh_database
 from tests.unit.factories import exited, line, onboard, uscc, violation
 from tests.unit.test_projections_oracle import assert_views_equal_replay

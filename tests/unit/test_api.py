@@ -11,7 +11,7 @@ import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
@@ -21,17 +21,17 @@ from prometheus_client import CollectorRegistry, Counter
 
 import consumers.metrics  # noqa: F401  (registers the consumer's metrics in the default registry)
 from lifecycle.application import InboundMessage, ProviderLifecycle
+from lifecycle.inbox import Inbox
+from lifecycle.privacy import mask_contact, mask_name, mask_phone
 from lifecycle.records import InboundRecord, record_id
-from projections.api import create_app, today
-from projections.auth import (
-    Auditor,
-    TokenTable,
-    mask_contact,
-    mask_name,
-    mask_phone,
-)
 from projections.model import InboxFilter, Page, ProviderFilter, SortKey, ViewStatus
 from tests.unit.factories import applied, line, uscc
+from web.app import create_app
+from web.auth import (
+    Auditor,
+    TokenTable,
+)
+from web.params import today
 
 TOKENS = {"reader": "r-token-1", "auditor": "a-token-2", "admin": "x-token-3"}
 SPEC = ",".join(f"{role}:{token}" for role, token in TOKENS.items())
@@ -161,22 +161,16 @@ class Resubmissions:
     calls: list[tuple[list[str], str]] = field(default_factory=list)
     fail: bool = False
 
-    def __call__(
-        self, lifecycle: ProviderLifecycle, records: Sequence[InboundRecord], by: str
-    ) -> int:
+    def __call__(self, records: Sequence[InboundRecord], by: str) -> int:
         if self.fail:
             raise ConnectionError("Kafka unreachable")
-        now = datetime.now(UTC)
-        for r in records:
-            r.resubmit(by, now)
-        lifecycle.save(*records)
         self.calls.append(([str(r.id) for r in records], by))
         return len(records)
 
 
 def memory_lifecycle() -> ProviderLifecycle:
     """A store holding one malformed record (RECORD) and one refused record."""
-    lifecycle = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    lifecycle = ProviderLifecycle(env={"PERSISTENCE_MODULE": "store.memory:Factory"})
     lifecycle.process(
         [
             InboundMessage(b"{not json", RECORD),
@@ -185,6 +179,10 @@ def memory_lifecycle() -> ProviderLifecycle:
         ]
     )
     return lifecycle
+
+
+def memory_inbox() -> Inbox:
+    return Inbox(memory_lifecycle(), Resubmissions())
 
 
 audit = APIRouter()
@@ -239,9 +237,8 @@ def harness(
     Counter("lifecycle_test_shared_total", "a metric of the process", registry=registry).inc(3)
     app = create_app(
         read_model,
-        memory_lifecycle,
+        lambda: Inbox(memory_lifecycle(), resubmissions),
         settings or Settings(),
-        resubmit=resubmissions,
         readiness_checks=checks if checks is not None else {"store": read_model.ping},
         extra_routers=[audit],
         registry=registry,
@@ -608,18 +605,16 @@ def test_default_readiness_checks_store_and_kafka() -> None:
         read_model = FakeReadModel()
         app = create_app(
             read_model,
-            memory_lifecycle,
+            memory_inbox,
             Settings(kafka_bootstrap=f"127.0.0.1:{_closed_port()},127.0.0.1:{port}"),
-            resubmit=Resubmissions(),
         )
         client = TestClient(app)
         body = client.get("/readyz", headers=auth("reader")).json()
         assert body == {"status": "ready", "checks": {"store": "ok", "kafka": "ok"}}
     app = create_app(
         read_model,
-        memory_lifecycle,
+        memory_inbox,
         Settings(kafka_bootstrap=f"127.0.0.1:{_closed_port()}"),
-        resubmit=Resubmissions(),
     )
     down = TestClient(app).get("/readyz", headers=auth("reader"))
     assert down.status_code == 503
@@ -645,7 +640,7 @@ def test_metrics(h: Harness) -> None:
 
 
 def test_metrics_default_registry_has_the_consumer_metrics() -> None:
-    app = create_app(FakeReadModel(), memory_lifecycle, Settings(), resubmit=Resubmissions())
+    app = create_app(FakeReadModel(), memory_inbox, Settings())
     text = TestClient(app).get("/metrics", headers=auth("reader")).text
     for name in (
         "lifecycle_inbound_records_total",
@@ -728,13 +723,13 @@ async def test_serve_until_stopped() -> None:
 
     import httpx
 
-    from projections.api import bind_address, serve
+    from web.server import bind_address, serve
 
     assert bind_address("[::1]:8000") == ("::1", 8000)
     assert bind_address(":9000") == ("127.0.0.1", 9000)
     with pytest.raises(ValueError, match="host:port"):
         bind_address("localhost")
-    app = create_app(FakeReadModel(), memory_lifecycle, Settings(), resubmit=Resubmissions())
+    app = create_app(FakeReadModel(), memory_inbox, Settings())
     port = _closed_port()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(app, f"127.0.0.1:{port}", stop))

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from projections.dashboard import build_chart, cny, local_time, pages
 from projections.model import InboxFilter, ProviderFilter
 from tests.unit.test_api import KNOWN, RECORD_ID, TOKENS, Harness, auth, harness
+from web.dashboard import build_chart, cny, local_time, pages
 
 
 @pytest.fixture

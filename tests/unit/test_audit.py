@@ -27,13 +27,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from lifecycle.application import InboundMessage, Position, ProviderLifecycle
+from audit.auditing import Auditing
+from audit.history import export_rows, history
+from audit.seal import seal, seal_daily, stored_seals
+from audit.verify import read_seals, verify, write_seals
+from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.evaluate import evaluate
+from lifecycle.ports import Position
 from lifecycle.records import record_id
 from lifecycle.uscc import provider_id
-from projections.audit import read_seals, seal, seal_daily, stored_seals, verify, write_seals
-from projections.audit_api import audit_router
-from projections.audit_chain import (
+from service.cli_audit import audit_app
+from store.audit_port import AuditStore
+from store.chain import (
     GENESIS,
     MISSING,
     Link,
@@ -42,11 +47,7 @@ from projections.audit_chain import (
     link_batch,
     merkle_root,
 )
-from projections.audit_history import export_rows, history
-from projections.audit_port import AuditStore
-from projections.auth import ApiError, TokenTable
-from service.cli_audit import audit_app
-from service.stores import HeadCache
+from store.heads import HeadCache
 from tests.unit.factories import (
     admitted,
     applied,
@@ -56,6 +57,8 @@ from tests.unit.factories import (
     process,
     uscc,
 )
+from web.audit_routes import audit_router
+from web.auth import ApiError, TokenTable
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 A = uscc(701)  # the fixture's provider with several tenures
@@ -65,7 +68,7 @@ AS_OF = date(2026, 11, 27)
 
 
 def sqlite_env(path: Path) -> dict[str, str]:
-    return {"PERSISTENCE_MODULE": "service.stores.sqlite:Factory", "SQLITE_DBNAME": str(path)}
+    return {"PERSISTENCE_MODULE": "store.sqlite:Factory", "SQLITE_DBNAME": str(path)}
 
 
 def audit_store(app: ProviderLifecycle) -> AuditStore:
@@ -157,9 +160,7 @@ def test_the_streaming_merkle_builder_matches_the_recursive_definition(
 # --- the recorders keep the chain ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "module", ["service.stores.memory:Factory", "service.stores.sqlite:Factory"]
-)
+@pytest.mark.parametrize("module", ["store.memory:Factory", "store.sqlite:Factory"])
 def test_every_stored_event_is_linked_in_the_same_transaction(module: str, tmp_path: Path) -> None:
     env = {"PERSISTENCE_MODULE": module, "SQLITE_DBNAME": str(tmp_path / "s.db")}
     app = ProviderLifecycle(env=env)
@@ -456,7 +457,7 @@ def client(fixture_store: tuple[ProviderLifecycle, Path]) -> TestClient:
     app, _ = fixture_store
     api = FastAPI()
     api.state.tokens = TokenTable({"r": "reader", "a": "auditor"})
-    api.include_router(audit_router(lambda: app))
+    api.include_router(audit_router(lambda: Auditing(app)))
 
     @api.exception_handler(ApiError)
     def api_error(_: Any, exc: ApiError) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 Everything expected here comes from the store through the domain, never from the
 views' own code: each provider is loaded afresh from the repository, the inbox comes
-from ``service.inbox.inbox_entries``, the outcome counts from ``ProviderLifecycle.stats``
+from ``lifecycle.inbox.Inbox.entries``, the outcome counts from ``ProviderLifecycle.stats``
 and the timeline from the notification log itself. ``assert_views_equal_replay`` is
 shared by the unit (SQLite) and integration (PostgreSQL) tests.
 """
@@ -14,15 +14,19 @@ from datetime import date
 from typing import Any
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
+from lifecycle.inbox import Inbox
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 from lifecycle.uscc import provider_id
 from projections.model import InboxFilter, ProviderFilter
 from projections.reader import SqlReadModel
-from service.inbox import inbox_entries
 from tests.unit.factories import applied, exited, line, onboard, uscc
 
 ALL = 1_000_000
+
+
+def _never_sent(records: object, by: str) -> int:
+    raise AssertionError("listing the inbox sends nothing")
 
 
 def ingest(app: ProviderLifecycle, raws: list[bytes], tag: str = "t") -> None:
@@ -136,7 +140,8 @@ def assert_views_equal_replay(
     # inbox view: newest first, as ``lifecycle inbox list`` lists them (oldest first)
     keys = ("record", "outcome", "position", "id", "subject", "type", "codes", "reason")
     expected_inbox = [
-        {k: e.as_dict()[k] for k in (*keys, "resubmissions")} for e in inbox_entries(app)
+        {k: e.as_dict()[k] for k in (*keys, "resubmissions")}
+        for e in Inbox(app, _never_sent).entries()
     ][::-1]
     page = read_model.inbox(InboxFilter(), limit=ALL)
     assert page.total == len(expected_inbox)

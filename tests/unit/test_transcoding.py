@@ -10,8 +10,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
-from lifecycle.transcoding import OrjsonTranscoder
 from service.demo import generate
+from store.transcoding import OrjsonTranscoder
 
 
 def reference(app: ProviderLifecycle) -> JSONTranscoder:
@@ -21,7 +21,7 @@ def reference(app: ProviderLifecycle) -> JSONTranscoder:
 
 
 def test_every_stored_state_of_a_realistic_stream_is_byte_identical() -> None:
-    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "store.memory:Factory"})
     assert isinstance(app.mapper.transcoder, OrjsonTranscoder)
     lines = list(generate(providers=200, seed=31))
     app.process([InboundMessage(line, f"t:{i}") for i, line in enumerate(lines)])
@@ -41,7 +41,7 @@ def test_every_stored_state_of_a_realistic_stream_is_byte_identical() -> None:
 
 
 def test_types_orjson_would_write_differently_fall_back_to_the_library() -> None:
-    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "store.memory:Factory"})
     fast, library = app.mapper.transcoder, reference(app)
     shanghai = timezone(timedelta(hours=8))
     for state in (
@@ -55,7 +55,7 @@ def test_types_orjson_would_write_differently_fall_back_to_the_library() -> None
 
 
 def test_an_unregistered_type_is_refused_by_both() -> None:
-    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "service.stores.memory:Factory"})
+    app = ProviderLifecycle(env={"PERSISTENCE_MODULE": "store.memory:Factory"})
     for transcoder in (app.mapper.transcoder, reference(app)):
         with pytest.raises(TranscodingNotRegisteredError):
             transcoder.encode({"day": date(2026, 1, 2)})

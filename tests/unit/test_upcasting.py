@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
+from audit.seal import seal
+from audit.verify import read_seals, verify
 from consumers.relay import outbound_event
 from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import APPLIED_V2_SCHEMA, Envelope, Malformed, parse_record
 from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
 from lifecycle.uscc import provider_id
-from projections.audit import read_seals, seal, verify
-from projections.audit_port import AuditStore
+from store.audit_port import AuditStore
 from tests.unit.factories import (
     admitted,
     applied_data,
@@ -56,7 +57,7 @@ def old_store(tmp_path: Path) -> Iterator[tuple[ProviderLifecycle, Path]]:
     path = tmp_path / "store.db"
     shutil.copy(FIXTURES / "v1_store.db", path)
     app = ProviderLifecycle(
-        env={"PERSISTENCE_MODULE": "service.stores.sqlite:Factory", "SQLITE_DBNAME": str(path)}
+        env={"PERSISTENCE_MODULE": "store.sqlite:Factory", "SQLITE_DBNAME": str(path)}
     )
     yield app, path
     app.close()

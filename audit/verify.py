@@ -1,4 +1,4 @@
-"""Tamper evidence: verify the hash chain and the seals, and make new seals.
+"""Tamper evidence: verify the hash chain and the seals.
 
 ``verify`` walks every stream of the store (or one provider's streams) in one snapshot,
 recomputes each event's hash from what is stored and compares it with the chain, and
@@ -25,13 +25,10 @@ FILE`` checks the store against such a copy. A seal only certifies a store that 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
@@ -41,9 +38,9 @@ from eventsourcing.utils import get_topic
 
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
-from lifecycle.rules import BUSINESS_TZ
 from lifecycle.uscc import provider_id
-from projections.audit_chain import (
+from store.audit_port import AuditReader, AuditStore, StoredRow, id_order
+from store.chain import (
     GENESIS,
     MISSING,
     Link,
@@ -52,10 +49,8 @@ from projections.audit_chain import (
     canonical_id,
     event_hash,
     leaf_hash,
-    make_seal,
     stream_subject,
 )
-from projections.audit_port import AuditReader, AuditStore, StoredRow, id_order
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +213,7 @@ def broken_at(stream: Stream, problem: tuple[int, str]) -> Broken:
 # --- seals ------------------------------------------------------------------------------
 
 
-class _SealCheck:
+class SealCheck:
     """Recomputes one seal's root from the stream heads it covers, stream by stream."""
 
     def __init__(self, seal: Seal, source: str) -> None:
@@ -279,22 +274,22 @@ def _seal_problems(stored: Sequence[Seal], exported: Sequence[Seal] | None) -> l
     return problems
 
 
-def _add_seal_problems(
+def add_seal_problems(
     report: Report,
     stored: Sequence[Seal],
     exported: Sequence[Seal] | None,
-    checks: Sequence[_SealCheck],
+    checks: Sequence[SealCheck],
 ) -> None:
     problems = _seal_problems(stored, exported)
     problems += [p for p in (check.problem() for check in checks) if p is not None]
     report.broken += [Broken(None, None, p, "seal") for p in problems]
 
 
-def _seals_to_check(stored: Sequence[Seal], exported: Sequence[Seal] | None) -> list[_SealCheck]:
+def seals_to_check(stored: Sequence[Seal], exported: Sequence[Seal] | None) -> list[SealCheck]:
     """Each seal once; the off-system copy wins over the store's row."""
-    chosen: dict[int, _SealCheck] = {s.seq: _SealCheck(s, "store") for s in stored}
+    chosen: dict[int, SealCheck] = {s.seq: SealCheck(s, "store") for s in stored}
     for copy in exported or ():
-        chosen[copy.seq] = _SealCheck(copy, "exported file")
+        chosen[copy.seq] = SealCheck(copy, "exported file")
     return [chosen[k] for k in sorted(chosen)]
 
 
@@ -319,12 +314,12 @@ def write_seals(seals: Iterable[Seal], path: Path) -> int:
 # --- verify -----------------------------------------------------------------------------
 
 
-def _scan(
+def scan(
     reader: AuditReader,
     ids: Sequence[UUID] | None,
-    checks: Sequence[_SealCheck],
+    checks: Sequence[SealCheck],
     report: Report,
-    new_seal: _SealCheck | None = None,
+    new_seal: SealCheck | None = None,
 ) -> None:
     for stream in streams(reader, ids):
         report.streams += 1
@@ -349,101 +344,11 @@ def verify(
     with store.audit_reader() as reader:
         if uscc is not None:
             ids = [provider_id(uscc), *reader.subject_streams(uscc)]
-            _scan(reader, list(dict.fromkeys(ids)), (), report)
+            scan(reader, list(dict.fromkeys(ids)), (), report)
             return report
         stored = reader.seals()
-        checks = _seals_to_check(stored, exported)
-        _scan(reader, None, checks, report)
+        checks = seals_to_check(stored, exported)
+        scan(reader, None, checks, report)
     report.seals = len(checks)
-    _add_seal_problems(report, stored, exported, checks)
+    add_seal_problems(report, stored, exported, checks)
     return report
-
-
-# --- sealing ----------------------------------------------------------------------------
-
-
-class SealRefused(Exception):
-    """The store does not verify: a seal would certify a broken history."""
-
-    def __init__(self, report: Report) -> None:
-        super().__init__(f"{len(report.broken)} broken; not sealed")
-        self.report = report
-
-
-def business_day(moment: datetime) -> str:
-    return moment.astimezone(BUSINESS_TZ).date().isoformat()
-
-
-def seal(
-    store: AuditStore,
-    now: datetime | None = None,
-    label: str | None = None,
-    *,
-    daily: bool = False,
-) -> Seal | None:
-    """Verify the whole store and seal every stream's head, in one snapshot.
-
-    ``label`` defaults to the business day (Asia/Shanghai) of ``now``. With ``daily``, nothing
-    is done (``None``) when a seal with that label exists already: run it from cron.
-    Raises :class:`SealRefused` when the store (or its earlier seals) does not verify.
-    """
-    moment = now or datetime.now(UTC)
-    label = label or business_day(moment)
-    report = Report()
-    with store.audit_reader() as reader:
-        stored = reader.seals()
-        if daily and any(s.label == label for s in stored):
-            return None
-        head = reader.max_notification_id()
-        placeholder = Seal(0, "", label, head, 0, 0, "", "", "")
-        new = _SealCheck(placeholder, "store")
-        checks = _seals_to_check(stored, None)
-        _scan(reader, None, checks, report, new)
-    _add_seal_problems(report, stored, None, checks)
-    if not report.ok:
-        raise SealRefused(report)
-    made = make_seal(
-        stored[-1] if stored else None,
-        moment.astimezone(UTC).isoformat(),
-        label,
-        head,
-        new.merkle.count,
-        new.events,
-        new.merkle.root(),
-    )
-    store.insert_seal(made)
-    return made
-
-
-async def seal_daily(store: AuditStore, stop: asyncio.Event, every: float = 3600.0) -> None:
-    """For ``lifecycle run``: make each business day's seal once (checked every ``every``
-    seconds, and once at start). A store that does not verify is logged, never sealed."""
-    while True:
-        try:
-            made = await asyncio.to_thread(seal, store, daily=True)
-            if made is not None:
-                log.info(
-                    "sealed #%d (%s): %d streams up to notification %d, root %s",
-                    made.seq,
-                    made.label,
-                    made.streams,
-                    made.max_notification_id,
-                    made.root,
-                )
-        except SealRefused as refused:
-            log.error(
-                "not sealed: the store does not verify (%d broken, first: %s)",
-                len(refused.report.broken),
-                refused.report.broken[0].as_dict(),
-            )
-        except Exception:  # the store is unreachable now: try again at the next check
-            log.exception("sealing failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
-        if stop.is_set():
-            return
-
-
-def stored_seals(store: AuditStore) -> list[Seal]:
-    with store.audit_reader() as reader:
-        return reader.seals()

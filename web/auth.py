@@ -7,12 +7,12 @@ it masked (张*, 138****0000). Only admins re-submit inbox records.
 
 Use in a route (``Reader``, ``Auditor``, ``Admin`` are ready-made dependencies)::
 
-    from projections.auth import Auditor
+    from web.auth import Auditor
 
     @router.get("/v1/providers/{uscc}/history")
     def history(uscc: str, who: Auditor) -> ...   # who: Principal, at least an auditor
 
-The token table lives on ``app.state.tokens`` (set by :func:`projections.api.create_app`),
+The token table lives on ``app.state.tokens`` (set by :func:`web.app.create_app`),
 so a router from another module only needs :func:`require_role`. A request carries its
 token as ``Authorization: Bearer <token>`` or, for the browser, in the HttpOnly cookie
 ``lifecycle_token`` that ``/?token=…`` sets. Tokens and personal data are never logged.
@@ -28,7 +28,9 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-ROLES: Final = ("reader", "auditor", "admin")
+from lifecycle.privacy import ADMIN, AUDITOR, READER, mask_contact
+
+ROLES: Final = (READER, AUDITOR, ADMIN)
 RANK: Final[Mapping[str, int]] = {role: rank for rank, role in enumerate(ROLES)}
 COOKIE_NAME: Final = "lifecycle_token"
 
@@ -45,7 +47,7 @@ class Principal:
 
     @property
     def sees_personal_data(self) -> bool:
-        return self.at_least("auditor")
+        return self.at_least(AUDITOR)
 
 
 class ApiError(Exception):
@@ -200,42 +202,14 @@ def require_role(minimum: str, *, allow_cookie: bool = True) -> Callable[..., Pr
 #: The caller, at least a reader (bearer header or the dashboard's cookie).
 Reader = Annotated[Principal, Depends(require_role("reader"))]
 #: The caller, at least an auditor (sees personal data).
-Auditor = Annotated[Principal, Depends(require_role("auditor"))]
+Auditor = Annotated[Principal, Depends(require_role(AUDITOR))]
 #: The caller, an admin.
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 #: The caller, an admin, by the ``Authorization`` header only (state-changing API calls).
 AdminByHeader = Annotated[Principal, Depends(require_role("admin", allow_cookie=False))]
 
 
-# --- masking of personal data -----------------------------------------------------------
-
-
-def mask_name(name: str) -> str:
-    """Keep the first character, mask the rest: 张三 → 张*, 欧阳娜娜 → 欧***."""
-    if not name:
-        return name
-    if len(name) == 1:
-        return "*"
-    return name[0] + "*" * (len(name) - 1)
-
-
-def mask_phone(phone: str) -> str:
-    """Keep the first 3 and the last 4 digits: 13800000000 → 138****0000."""
-    if len(phone) >= 8:
-        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
-    return "*" * len(phone)
-
-
-def mask_contact(contact: Any) -> Any:
-    """A contact ``{name, phone}`` with both masked (other keys pass; non-dicts are kept)."""
-    if not isinstance(contact, dict):
-        return contact
-    masked = dict(contact)
-    if isinstance(masked.get("name"), str):
-        masked["name"] = mask_name(masked["name"])
-    if isinstance(masked.get("phone"), str):
-        masked["phone"] = mask_phone(masked["phone"])
-    return masked
+# --- personal data, as each role may see it ----------------------------------------------
 
 
 def contact_for(principal: Principal, contact: Any) -> Any:

@@ -22,14 +22,14 @@ from typing import IO, Any, Literal
 
 from eventsourcing.persistence import StoredEvent
 
+from audit.verify import Report, broken_at, check_stream, streams
 from lifecycle.application import ProviderLifecycle
+from lifecycle.privacy import mask_contact
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 from lifecycle.rules import BUSINESS_TZ
 from lifecycle.uscc import provider_id
-from projections.audit import Report, broken_at, check_stream, streams
-from projections.audit_port import AuditStore
-from projections.auth import mask_contact
+from store.audit_port import AuditStore
 
 Format = Literal["jsonl", "csv"]
 

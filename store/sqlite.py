@@ -1,5 +1,5 @@
 """SQLite (the embedded default): the library's process recorder plus Kafka positions,
-and the hash chain written in the same transaction (``projections/audit_chain.py``).
+and the hash chain written in the same transaction (``store/chain.py``).
 
 Tables (besides the library's ``stored_events`` and ``tracking``):
 ``stored_events_chain`` (one link per event) and ``stored_events_seals``.
@@ -23,9 +23,12 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.audit_chain import Head, Link, Seal, link_batch, predecessors
-from projections.audit_port import AuditReader, StoredRow
-from service.stores import HeadCache, advance_positions, positions_of
+from lifecycle.ports import PositionedRecorder
+from store.audit_port import AuditReader, StoredRow
+from store.chain import Head, Link, Seal, link_batch, predecessors
+from store.heads import HeadCache
+from store.positions import advance_positions, positions_of
+from store.transcoding import OrjsonTranscoding
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,7 @@ def _hex(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else originator_id
 
 
-class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder):
-    supports_positions = True
-
+class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder, PositionedRecorder):
     def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str = "stored_events"):
         self.chain_table_name = f"{events_table_name}_chain"
         self.seals_table_name = f"{events_table_name}_seals"
@@ -316,5 +317,5 @@ class SQLiteAuditReader:
         return int(row[0] or 0) if row else 0
 
 
-class Factory(SQLiteFactory):
+class Factory(OrjsonTranscoding, SQLiteFactory):
     process_recorder_class = PositionsSQLiteProcessRecorder

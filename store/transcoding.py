@@ -22,7 +22,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
+from eventsourcing.persistence import JSONTranscoder, Transcoder, TranscodingNotRegisteredError
+from eventsourcing.utils import Environment
 
 _PLAIN: frozenset[type] = frozenset({str, int, bool, type(None), dict, list, datetime})
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -62,3 +63,19 @@ class OrjsonTranscoder(JSONTranscoder):
             recent[0] = (o, tagged)
             return tagged
         return self._encode_obj(o)
+
+
+class OrjsonTranscoding:
+    """A factory mixin: the library's JSON format, encoded with orjson.
+
+    A transcoder chosen with the library's ``TRANSCODER_TOPIC`` is left as it is.
+    """
+
+    TRANSCODER_TOPIC: str
+    env: Environment
+
+    def transcoder(self) -> Transcoder:
+        if self.env.get(self.TRANSCODER_TOPIC):
+            chosen: Transcoder = super().transcoder()  # type: ignore[misc]
+            return chosen
+        return OrjsonTranscoder()

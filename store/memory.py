@@ -1,5 +1,5 @@
 """In memory (tests, ``evaluate``): the library's POPO process recorder plus Kafka positions,
-and the same hash chain and seals as the database stores (``projections/audit_chain.py``)."""
+and the same hash chain and seals as the database stores (``store/chain.py``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOFactory, POPOProcessRecorder
 
-from projections.audit_chain import Head, Link, Seal, link_batch, predecessors
-from projections.audit_port import AuditReader, StoredRow, id_order
-from service.stores import check_contiguous, positions_of
+from lifecycle.ports import PositionedRecorder
+from store.audit_port import AuditReader, StoredRow, id_order
+from store.chain import Head, Link, Seal, link_batch, predecessors
+from store.positions import check_contiguous, positions_of
+from store.transcoding import OrjsonTranscoding
 
 
-class PositionsPOPOProcessRecorder(POPOProcessRecorder):
-    supports_positions = True
-
+class PositionsPOPOProcessRecorder(POPOProcessRecorder, PositionedRecorder):
     def __init__(self) -> None:
         super().__init__()
         self._links: dict[tuple[str, int], Link] = {}
@@ -103,6 +103,6 @@ class POPOAuditReader:
         return len(self.recorder._stored_events)
 
 
-class Factory(POPOFactory):
+class Factory(OrjsonTranscoding, POPOFactory):
     def process_recorder(self) -> PositionsPOPOProcessRecorder:
         return PositionsPOPOProcessRecorder()

@@ -1,7 +1,7 @@
 """What the audit asks of a store: a consistent snapshot of the events, their links, the seals.
 
-Implemented by the recorders in ``service/stores`` (SQLite, PostgreSQL, memory); the audit
-logic (``projections/audit.py``) depends only on this module and the domain.
+Implemented by the recorders in ``store`` (SQLite, PostgreSQL, memory); the audit
+logic (``audit/verify.py``) depends only on this module and the domain.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from projections.audit_chain import Link, Seal
+from store.chain import Link, Seal
 
 
 @dataclass(frozen=True)

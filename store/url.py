@@ -1,7 +1,7 @@
 """``LIFECYCLE_STORE`` URLs → the eventsourcing library's persistence environment.
 
 ``sqlite:///relative.db`` / ``sqlite:////absolute.db``, ``postgresql://user:pass@host:port/db``
-or ``memory://``. Writers pass the factories of ``service/stores`` (positions, COPY, the
+or ``memory://``. Writers pass the factories of ``store`` (positions, COPY, the
 hash chain); readers may use the library's own.
 """
 
@@ -14,9 +14,9 @@ from urllib.parse import unquote, urlparse
 def persistence_env(
     store: str,
     *,
-    sqlite: str = "eventsourcing.sqlite",
-    postgres: str = "eventsourcing.postgres",
-    memory: str = "eventsourcing.popo",
+    sqlite: str = "store.sqlite:Factory",
+    postgres: str = "store.postgres:Factory",
+    memory: str = "store.memory:Factory",
 ) -> dict[str, str]:
     """The environment for ``store``, with the given persistence module per kind."""
     url = urlparse(store)

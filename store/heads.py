@@ -1,50 +1,13 @@
-"""Event store adapters: the library's recorders, extended for Kafka positions.
-
-``ProviderLifecycle.process`` saves a batch's events together with the position of
-every Kafka partition in the batch (``positions=[Position(name, first, last)]``).
-These recorders write them in the same transaction as the events, and refuse the
-batch (``IntegrityError``, rolled back) unless each partition's batch starts right
-after its stored position: a zombie or a stale fetch can never apply a record twice.
-
-In the same transaction again, every event gets its link in the hash chain
-(``projections/audit_chain.py``; verified and sealed by ``projections/audit.py``).
-"""
+"""The last committed link of each stream, so a batch chains to it without a query."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
-
-from lifecycle.application import Position
-from projections.audit_chain import Head, Link
-
-
-def check_contiguous(position: Position, stored: int | None) -> None:
-    """The batch must continue the stored position (first == stored + 1)."""
-    if stored is not None and position.first != stored + 1:
-        raise IntegrityError(
-            f"{position.name}: batch starts at {position.first} but the store is at {stored}"
-        )
-
-
-def advance_positions(
-    positions: Sequence[Position],
-    read: Callable[[str], int | None],
-    write: Callable[[str, int, bool], None],
-) -> None:
-    for position in positions:
-        stored = read(position.name)
-        check_contiguous(position, stored)
-        write(position.name, position.last, stored is None)
-
-
-def positions_of(kwargs: dict[str, Any]) -> Sequence[Position]:
-    positions: Sequence[Position] = kwargs.get("positions") or ()
-    return positions
+from store.chain import Head, Link
 
 
 class HeadCache:

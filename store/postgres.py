@@ -6,7 +6,7 @@ escaping (≈ 35 µs a row). Here the same locked transaction streams the rows w
 ``COPY … FROM STDIN (FORMAT BINARY)``. The table lock makes the notification ids of one
 transaction contiguous, so they are read back from the sequence. In the same transaction a
 second binary COPY writes each event's link in the hash chain (``<events table>_chain``, see
-``projections/audit_chain.py``): the links continued come from a cache of this process's
+``store/chain.py``): the links continued come from a cache of this process's
 last commits, or one primary-key query per batch; the hashing runs while the server takes
 the events' COPY.
 """
@@ -21,14 +21,23 @@ from itertools import count
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProcessRecorder,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from projections.audit_chain import (
+from lifecycle.ports import PositionedRecorder
+from store.audit_port import AuditReader, StoredRow
+from store.chain import (
     Head,
     Link,
     Seal,
@@ -37,8 +46,9 @@ from projections.audit_chain import (
     predecessors,
     with_ids,
 )
-from projections.audit_port import AuditReader, StoredRow
-from service.stores import HeadCache, advance_positions, positions_of
+from store.heads import HeadCache
+from store.positions import advance_positions, positions_of
+from store.transcoding import OrjsonTranscoding
 
 log = logging.getLogger(__name__)
 _cursor_names = count(1)
@@ -102,9 +112,7 @@ def _links_copy_data(links: Sequence[Link], ids: Sequence[int] | None = None) ->
     return b"".join(parts)
 
 
-class CopyPostgresProcessRecorder(PostgresProcessRecorder):
-    supports_positions = True
-
+class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
     def __init__(
         self,
         datastore: PostgresDatastore,
@@ -491,5 +499,12 @@ class PostgresAuditReader:
             return int(row["last"] or 0) if row else 0
 
 
-class Factory(PostgresFactory):
+class Factory(OrjsonTranscoding, PostgresFactory):
     process_recorder_class = CopyPostgresProcessRecorder
+
+    # Several processes may create the schema at once on first start ("tuple concurrently
+    # updated"): try again, the loser finds it made.
+    @retry((InternalError, IntegrityError), max_attempts=5, wait=0.1)
+    def process_recorder(self) -> ProcessRecorder:
+        recorder: ProcessRecorder = super().process_recorder()
+        return recorder
