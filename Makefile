@@ -18,6 +18,7 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check lifecycle store consumers projections audit web service tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL),
 ## and the dashboard in a real headless Chromium.

@@ -1,18 +1,21 @@
 """Re-admission eligibility (A1.3) as a pure function of history and a date.
 
-Every restriction from every past exit applies; permanent beats all, otherwise the
-latest ``from`` wins. Days are Asia/Shanghai calendar dates: an exit on day D allows
-a new application from D + 180 (A1.3-3, A1.3-5). Restrictions that A1.3 leaves to
-another rulebook (A1.3-1, and A3-2 expulsions) come with the event; without one the
-answer is *manual review* (A1.4), never a guess.
+Each way of leaving leaves a restriction behind, set by one clause of A1.3
+(:data:`READMISSION`, keyed by the clause ID). Every restriction from every past exit
+applies: permanent beats all, otherwise the latest ``from`` wins (:class:`Standing`, the
+one home of that precedence, which the read side stores as columns). Days are
+Asia/Shanghai calendar dates: an exit on day D allows a new application from D + 180
+(A1.3-3, A1.3-5). Restrictions that A1.3 leaves to another rulebook (A1.3-1, and A3-2
+expulsions) come with the event; without one the answer is *manual review* (A1.4),
+never a guess.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from lifecycle.rules import ASSESSMENT_EXPULSION_COOLDOWN, VOLUNTARY_EXIT_COOLDOWN, Clause
 
@@ -63,28 +66,155 @@ class Eligibility:
         }
 
 
+# --- A1.3: the restriction each way of leaving sets, by clause ---------------------------
+
+
+def _other_rulebook(exit_: Milestone) -> Restriction:
+    # As the other rulebook restricts it; the restriction must come with the event (A1.4).
+    if exit_.readmission_permanent:
+        return Restriction(Clause.A1_3_1, exit_.on, permanent=True)
+    if exit_.readmission_until is not None:
+        return Restriction(Clause.A1_3_1, exit_.on, from_=exit_.readmission_until)
+    return Restriction(Clause.A1_3_1, exit_.on, manual_review=True)
+
+
+#: A1.3-n → the restriction it sets on an exit.
+READMISSION: Final[dict[str, Callable[[Milestone], Restriction]]] = {
+    # A1.3-1: an A1.2.2-4 (or A3-2) expulsion, as the Institution Management Specification says.
+    "A1.3-1": _other_rulebook,
+    # A1.3-2: as soon as it meets the admission requirements (A1.1) again.
+    "A1.3-2": lambda m: Restriction(Clause.A1_3_2, m.on, requires_admission=True),
+    # A1.3-3: 180 days after an assessment expulsion.
+    "A1.3-3": lambda m: Restriction(
+        Clause.A1_3_3, m.on, from_=m.on + ASSESSMENT_EXPULSION_COOLDOWN
+    ),
+    # A1.3-4: never, after a law / major-incident expulsion.
+    "A1.3-4": lambda m: Restriction(Clause.A1_3_4, m.on, permanent=True),
+    # A1.3-5: not within 180 days of a voluntary exit.
+    "A1.3-5": lambda m: Restriction(Clause.A1_3_5, m.on, from_=m.on + VOLUNTARY_EXIT_COOLDOWN),
+}
+
+#: How the provider left (a voluntary exit, or an expulsion's ground) → the A1.3 clause.
+CLAUSE_FOR_EXIT: Final[dict[str, str]] = {
+    "exited": "A1.3-5",
+    Clause.A1_2_2_1: "A1.3-2",
+    Clause.A1_2_2_2: "A1.3-3",
+    Clause.A1_2_2_3: "A1.3-4",
+    Clause.A1_2_2_4: "A1.3-1",
+    Clause.A3_2: "A1.3-1",
+}
+
+
 def restriction_of(exit_: Milestone) -> Restriction:
     """A1.3: the restriction one exit or expulsion leaves behind."""
-    d = exit_.on
-    if exit_.kind == "exited":
-        # A1.3-5: not within 180 days of a voluntary exit.
-        return Restriction(Clause.A1_3_5, d, from_=d + VOLUNTARY_EXIT_COOLDOWN)
-    if exit_.ground == Clause.A1_2_2_1:
-        # A1.3-2: as soon as it meets the admission requirements again.
-        return Restriction(Clause.A1_3_2, d, requires_admission=True)
-    if exit_.ground == Clause.A1_2_2_2:
-        # A1.3-3: 180 days after an assessment expulsion.
-        return Restriction(Clause.A1_3_3, d, from_=d + ASSESSMENT_EXPULSION_COOLDOWN)
-    if exit_.ground == Clause.A1_2_2_3:
-        # A1.3-4: never.
-        return Restriction(Clause.A1_3_4, d, permanent=True)
-    # A1.2.2-4 (A1.3-1) and A3-2: as the other rulebook restricts it; it must come with
-    # the event (A1.4).
-    if exit_.readmission_permanent:
-        return Restriction(Clause.A1_3_1, d, permanent=True)
-    if exit_.readmission_until is not None:
-        return Restriction(Clause.A1_3_1, d, from_=exit_.readmission_until)
-    return Restriction(Clause.A1_3_1, d, manual_review=True)
+    key = "exited" if exit_.kind == "exited" else (exit_.ground or "")
+    return READMISSION[CLAUSE_FOR_EXIT.get(key, "A1.3-1")](exit_)
+
+
+# --- the precedence of every past restriction ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where re-admission stands once every milestone of a history is past.
+
+    ``can_apply`` at a date D on or after the last milestone is then:
+    false when ``tenure_open`` or ``permanent`` or ``blocked_until > D``; otherwise
+    unknown (manual review, A1.4) when ``manual_review``; otherwise true (with
+    ``requires_a11``: only with an application that meets A1.1, A1.3-2).
+    """
+
+    tenure_open: bool = False
+    permanent: bool = False
+    permanent_clause: str | None = None
+    blocked_until: date | None = None
+    blocked_clause: str | None = None
+    manual_review: bool = False
+    requires_a11: bool = False
+    last_exit_on: date | None = None
+    last: Milestone | None = None
+    binding: Restriction | None = None  # the permanent one, else the latest dated one
+    expelled_on: date | None = None  # the last expulsion, when it requires A1.1 again
+
+    @property
+    def clause(self) -> str | None:
+        """The clause that governs the restriction (the most restrictive first)."""
+        if self.tenure_open:
+            return str(Clause.STATE)
+        if self.permanent:
+            return self.permanent_clause
+        if self.blocked_until is not None:
+            return self.blocked_clause
+        if self.manual_review:
+            return str(Clause.A1_3_1)
+        if self.requires_a11:
+            return str(Clause.A1_3_2)
+        return None
+
+    def can_apply(self, as_of: date) -> bool | None:
+        return self.at(as_of).can_apply
+
+    def at(self, as_of: date) -> Eligibility:
+        """The eligibility on ``as_of`` (a day on or after the last milestone)."""
+        last = self.last
+        if last is None:
+            return Eligibility(True, None, False, None, None, "never applied")
+        if self.tenure_open:
+            reason = f"a tenure is open (applied on {last.on})"
+            return Eligibility(False, None, False, Clause.STATE, None, reason)
+        r = self.binding
+        if self.permanent and r is not None:
+            reason = f"permanently barred from re-admission ({r.clause}, exit on {r.on})"
+            return Eligibility(False, None, True, r.clause, None, reason)
+        if r is not None and r.from_ is not None and r.from_ > as_of:
+            reason = f"may not apply before {r.from_} ({r.clause}, exit on {r.on})"
+            return Eligibility(False, r.from_, False, r.clause, None, reason)
+        if self.manual_review:
+            reason = (
+                f"manual review: the expulsion on {last.on} ({last.ground}) carried "
+                "no re-admission restriction, which another rulebook sets (A1.3-1, A1.4)"
+            )
+            return Eligibility(None, None, False, Clause.A1_3_1, None, reason)
+        if self.requires_a11:
+            reason = (
+                f"expelled on {self.expelled_on} under A1.2.2-1: may apply once it meets the "
+                "admission requirements (A1.1) again"
+            )
+            return Eligibility(True, None, False, Clause.A1_3_2, "A1.1", reason)
+        if self.last_exit_on is not None:
+            return Eligibility(True, None, False, None, None, f"no restriction applies on {as_of}")
+        return Eligibility(True, None, False, None, None, "no exit on record")
+
+
+def standing(milestones: Sequence[Milestone]) -> Standing:
+    """Every restriction of every past exit (A1.3), in precedence: permanent beats all
+    (A1.3-4 first when several), otherwise the latest ``from`` wins."""
+    if not milestones:
+        return Standing()
+    exits = [m for m in milestones if m.kind in ("exited", "expelled")]
+    restrictions = [restriction_of(m) for m in exits]
+    permanent = [r for r in restrictions if r.permanent]
+    perm = min(permanent, key=lambda r: (r.clause != Clause.A1_3_4, r.on)) if permanent else None
+    dated = [r for r in restrictions if r.from_ is not None]
+    latest = max(dated, key=lambda r: (r.from_, r.on)) if dated else None
+    expulsions = [r for m, r in zip(exits, restrictions, strict=True) if m.kind == "expelled"]
+    requires_a11 = bool(expulsions and expulsions[-1].requires_admission)
+    return Standing(
+        tenure_open=milestones[-1].kind == "applied",
+        permanent=perm is not None,
+        permanent_clause=str(perm.clause) if perm else None,
+        blocked_until=latest.from_ if latest else None,
+        blocked_clause=str(latest.clause) if latest else None,
+        # A manual review is pending until the platform lets the entity apply again.
+        manual_review=bool(
+            restrictions and restrictions[-1].manual_review and milestones[-1] is exits[-1]
+        ),
+        requires_a11=requires_a11,
+        last_exit_on=exits[-1].on if exits else None,
+        last=milestones[-1],
+        binding=perm or latest,
+        expelled_on=expulsions[-1].on if requires_a11 else None,
+    )
 
 
 def eligibility(
@@ -96,71 +226,4 @@ def eligibility(
     ``as_of``: judging an application backdated before an exit must not forget the exit.
     """
     past = list(history) if whole_history else [m for m in history if m.on <= as_of]
-    if not past:
-        return Eligibility(True, None, False, None, None, "never applied")
-    if past[-1].kind == "applied":
-        return Eligibility(
-            False,
-            None,
-            False,
-            Clause.STATE,
-            None,
-            f"a tenure is open (applied on {past[-1].on})",
-        )
-    exits = [m for m in past if m.kind in ("exited", "expelled")]
-    restrictions = [restriction_of(m) for m in exits]
-
-    permanent = [r for r in restrictions if r.permanent]
-    if permanent:
-        # Permanent beats all; prefer A1.3-4 (law / major incident) when several.
-        r = min(permanent, key=lambda r: (r.clause != Clause.A1_3_4, r.on))
-        return Eligibility(
-            False,
-            None,
-            True,
-            r.clause,
-            None,
-            f"permanently barred from re-admission ({r.clause}, exit on {r.on})",
-        )
-
-    pending = [r for r in restrictions if r.from_ is not None and r.from_ > as_of]
-    if pending:
-        # Every restriction applies: the latest ``from`` wins.
-        r = max(pending, key=lambda r: (r.from_, r.on))
-        assert r.from_ is not None
-        return Eligibility(
-            False,
-            r.from_,
-            False,
-            r.clause,
-            None,
-            f"may not apply before {r.from_} ({r.clause}, exit on {r.on})",
-        )
-
-    last_exit = exits[-1] if exits else None
-    # A manual review is pending until the platform lets the entity apply again.
-    if last_exit is not None and restrictions[-1].manual_review and past[-1] is last_exit:
-        return Eligibility(
-            None,
-            None,
-            False,
-            Clause.A1_3_1,
-            None,
-            f"manual review: the expulsion on {last_exit.on} ({last_exit.ground}) carried "
-            "no re-admission restriction, which another rulebook sets (A1.3-1, A1.4)",
-        )
-
-    expulsions = [r for m, r in zip(exits, restrictions, strict=True) if m.kind == "expelled"]
-    if expulsions and expulsions[-1].requires_admission:
-        return Eligibility(
-            True,
-            None,
-            False,
-            Clause.A1_3_2,
-            "A1.1",
-            f"expelled on {expulsions[-1].on} under A1.2.2-1: may apply once it meets the "
-            "admission requirements (A1.1) again",
-        )
-    if exits:
-        return Eligibility(True, None, False, None, None, f"no restriction applies on {as_of}")
-    return Eligibility(True, None, False, None, None, "no exit on record")
+    return standing(past).at(as_of)

@@ -5,7 +5,7 @@ Everything the views store about a provider is derived here from a
 the store gives by construction. Nothing here reads the clock: dates come in.
 
 * :func:`provider_state` — the JSON document kept in a provider row (no date in it);
-* :func:`restriction` — the eligibility restriction as SQL-filterable columns;
+* :func:`lifecycle.eligibility.standing` — the eligibility restriction as SQL-filterable columns;
 * :func:`eligibility_segments` — ``eligibility(milestones, D).can_apply`` as constant
   intervals of ``D``, so ``can_apply`` is filterable in SQL for *any* date exactly;
 * :func:`stored_requirements` / :func:`requirements_at` — the Stripe-style requirements;
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from lifecycle.eligibility import Milestone, eligibility, restriction_of
+from lifecycle.eligibility import Milestone, Standing, eligibility, restriction_of, standing
 from lifecycle.provider import Provider
 from lifecycle.rules import BUSINESS_TZ, DEPOSIT_FEN, Clause
 
@@ -71,78 +71,6 @@ def milestones_of(state: dict[str, Any]) -> list[Milestone]:
     return [milestone_of(m) for m in state["milestones"]]
 
 
-# --- the restriction, as columns -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Restriction:
-    """Where re-admission stands once every recorded milestone is past.
-
-    ``can_apply`` at a date D on or after the last milestone is then:
-    false when ``tenure_open`` or ``permanent`` or ``blocked_until > D``; otherwise
-    unknown (manual review, A1.4) when ``manual_review``; otherwise true (with
-    ``requires_a11``: only with an application that meets A1.1, A1.3-2).
-    """
-
-    tenure_open: bool = False
-    permanent: bool = False
-    permanent_clause: str | None = None
-    blocked_until: date | None = None
-    blocked_clause: str | None = None
-    manual_review: bool = False
-    requires_a11: bool = False
-    last_exit_on: date | None = None
-
-    @property
-    def clause(self) -> str | None:
-        """The clause that governs the restriction (the most restrictive first)."""
-        if self.tenure_open:
-            return str(Clause.STATE)
-        if self.permanent:
-            return self.permanent_clause
-        if self.blocked_until is not None:
-            return self.blocked_clause
-        if self.manual_review:
-            return str(Clause.A1_3_1)
-        if self.requires_a11:
-            return str(Clause.A1_3_2)
-        return None
-
-    def can_apply(self, as_of: date) -> bool | None:
-        if self.tenure_open or self.permanent:
-            return False
-        if self.blocked_until is not None and self.blocked_until > as_of:
-            return False
-        if self.manual_review:
-            return None
-        return True
-
-
-def restriction(milestones: Sequence[Milestone]) -> Restriction:
-    """Every restriction of every past exit (A1.3), as ``lifecycle.eligibility`` reads them."""
-    if not milestones:
-        return Restriction()
-    exits = [m for m in milestones if m.kind in ("exited", "expelled")]
-    restrictions = [restriction_of(m) for m in exits]
-    permanent = [r for r in restrictions if r.permanent]
-    perm = min(permanent, key=lambda r: (r.clause != Clause.A1_3_4, r.on)) if permanent else None
-    dated = [r for r in restrictions if r.from_ is not None]
-    latest = max(dated, key=lambda r: (r.from_, r.on)) if dated else None
-    expulsions = [r for m, r in zip(exits, restrictions, strict=True) if m.kind == "expelled"]
-    return Restriction(
-        tenure_open=milestones[-1].kind == "applied",
-        permanent=perm is not None,
-        permanent_clause=str(perm.clause) if perm else None,
-        blocked_until=latest.from_ if latest else None,
-        blocked_clause=str(latest.clause) if latest else None,
-        manual_review=bool(
-            restrictions and restrictions[-1].manual_review and milestones[-1] is exits[-1]
-        ),
-        requires_a11=bool(expulsions and expulsions[-1].requires_admission),
-        last_exit_on=exits[-1].on if exits else None,
-    )
-
-
 @dataclass(frozen=True)
 class Segment:
     """``eligibility(milestones, D)`` is the same for every D with valid_from ≤ D < valid_to."""
@@ -189,7 +117,7 @@ def stored_requirements(
     deposit_balance_fen: int,
     deposit_shortfall_fen: int,
     unmet: Sequence[dict[str, Any]],
-    r: Restriction,
+    r: Standing,
 ) -> list[dict[str, Any]]:
     """What stands between the provider and being active (or applying again).
 
@@ -298,7 +226,7 @@ def provider_state(p: Provider, updated_at: datetime | None) -> dict[str, Any]:
         if status == "applied"
         else []
     )
-    r = restriction(p.milestones)
+    r = standing(p.milestones)
     contact = application.get("contact")
     return {
         "uscc": p.uscc,

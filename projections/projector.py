@@ -31,6 +31,7 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from prometheus_client import Gauge
 
 from lifecycle.application import ProviderLifecycle
+from lifecycle.eligibility import standing
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 from projections import documents as d
@@ -274,7 +275,7 @@ def provider_row(
     """The provider row, its eligibility segments (``None`` when its milestones did not
     change, so neither did they) and its requirement rows."""
     state = d.provider_state(p, p.modified_on)
-    r = d.restriction(p.milestones)
+    r = standing(p.milestones)
     row = (
         p.uscc,
         state["company_name"],

@@ -13,11 +13,10 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle.eligibility import Milestone, eligibility
+from lifecycle.eligibility import Milestone, eligibility, standing
 from projections.documents import (
     eligibility_segments,
     requirements_at,
-    restriction,
     stored_requirements,
 )
 
@@ -75,12 +74,12 @@ def test_restriction_columns_give_can_apply_once_every_milestone_is_past(
 ) -> None:
     last = max((m.on for m in history), default=FIRST)
     day = last + timedelta(days=later)
-    assert restriction(history).can_apply(day) == eligibility(history, day).can_apply
+    assert standing(history).can_apply(day) == eligibility(history, day).can_apply
 
 
 def test_restriction_columns_name_the_governing_clause() -> None:
     exit_on = date(2025, 6, 1)
-    r = restriction([Milestone(date(2025, 1, 1), "applied"), Milestone(exit_on, "exited")])
+    r = standing([Milestone(date(2025, 1, 1), "applied"), Milestone(exit_on, "exited")])
     assert (r.tenure_open, r.permanent, r.manual_review, r.requires_a11) == (
         False,
         False,
@@ -89,26 +88,26 @@ def test_restriction_columns_name_the_governing_clause() -> None:
     )
     assert r.blocked_until == exit_on + timedelta(days=180)
     assert r.clause == "A1.3-5"
-    banned = restriction(
+    banned = standing(
         [
             Milestone(date(2025, 1, 1), "applied"),
             Milestone(exit_on, "expelled", ground="A1.2.2-3"),
         ]
     )
     assert banned.permanent and banned.clause == "A1.3-4"
-    review = restriction(
+    review = standing(
         [
             Milestone(date(2025, 1, 1), "applied"),
             Milestone(exit_on, "expelled", ground="A1.2.2-4"),
         ]
     )
     assert review.manual_review and review.can_apply(date(2030, 1, 1)) is None
-    assert restriction([Milestone(date(2025, 1, 1), "applied")]).clause == "STATE"
+    assert standing([Milestone(date(2025, 1, 1), "applied")]).clause == "STATE"
 
 
 def test_a_cooldown_requirement_lapses_on_its_date() -> None:
     exit_on = date(2025, 6, 1)
-    r = restriction([Milestone(date(2025, 1, 1), "applied"), Milestone(exit_on, "exited")])
+    r = standing([Milestone(date(2025, 1, 1), "applied"), Milestone(exit_on, "exited")])
     items = stored_requirements("exited", 0, 0, [], r)
     assert items == [
         {
@@ -124,7 +123,7 @@ def test_a_cooldown_requirement_lapses_on_its_date() -> None:
 
 
 def test_open_tenures_require_the_platforms_decision_or_the_providers_deposit() -> None:
-    none = restriction([Milestone(date(2025, 1, 1), "applied")])
+    none = standing([Milestone(date(2025, 1, 1), "applied")])
     waiting = stored_requirements("applied", 0, 0, [], none)
     assert [(i["clause"], i["who"]) for i in waiting] == [("A1.1", "platform")]
     failing = stored_requirements(
