@@ -18,18 +18,10 @@ from typing import Any, TypeVar
 from lifecycle.application import ProviderLifecycle
 from lifecycle.evaluate import today_in_shanghai
 from projections import documents as d
-from projections.database import (
-    VIEWS,
-    Connection,
-    ViewDatabase,
-    ensure_schema,
-    generations,
-    is_missing_table,
-    live_generation,
-    positions,
-    table_name,
-)
+from projections.database import Connection, ViewDatabase, is_missing_table
+from projections.generations import ensure_schema, generations, live_generation, positions
 from projections.model import InboxFilter, Page, ProviderFilter, SortKey, ViewStatus
+from projections.tables import VIEWS, table_name
 
 T = TypeVar("T")
 

@@ -19,12 +19,8 @@ from datetime import date
 from typing import Any
 
 from lifecycle.application import ProviderLifecycle
-from projections.database import (
-    TABLES,
-    VIEWS,
-    Connection,
-    Table,
-    ViewDatabase,
+from projections.database import Connection, ViewDatabase
+from projections.generations import (
     drop_generation,
     drop_unfinished,
     ensure_schema,
@@ -33,9 +29,9 @@ from projections.database import (
     new_generation,
     positions,
     switch_live,
-    table_name,
 )
 from projections.projector import Projector
+from projections.tables import TABLES, VIEWS, Table, table_name
 
 Progress = Callable[[int, int], None]
 

@@ -33,9 +33,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lifecycle.application import ProviderLifecycle
-from projections.database import VIEWS, PositionConflict, ViewDatabase, ViewsBusy
+from projections.database import PositionConflict, ViewDatabase, ViewsBusy
 from projections.model import ReadModel
-from projections.projector import Projection, Projector
+from projections.projection import Projection
+from projections.projector import Projector
 from projections.reader import SqlReadModel
 from projections.rebuild import (
     Difference,
@@ -45,6 +46,7 @@ from projections.rebuild import (
     status_report,
     verify,
 )
+from projections.tables import VIEWS
 from store.url import persistence_env
 
 

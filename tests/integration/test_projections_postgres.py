@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
-from projections.database import ViewDatabase, table_name
+from projections.database import ViewDatabase
 from projections.model import ProviderFilter
 from projections.projector import Projector
 from projections.reader import SqlReadModel
 from projections.rebuild import rebuild, verify
+from projections.tables import table_name
 from service.cli_projections import projections_app
 from service.demo import generate
 from store.url import persistence_env

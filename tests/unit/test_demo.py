@@ -13,7 +13,8 @@ import pytest
 from lifecycle.contract import Envelope, parse_record
 from lifecycle.evaluate import evaluate
 from lifecycle.uscc import is_valid_uscc
-from service.demo import _records, generate, write
+from service.demo import generate, write
+from service.demo import records as demo_records
 
 PROVIDERS = 2000  # the CLI default; evaluating it takes well under a second
 AS_OF = date(2026, 11, 27)
@@ -23,7 +24,7 @@ Records = list[tuple[bytes, str, tuple[str, ...]]]
 
 @pytest.fixture(scope="module")
 def records() -> Records:
-    return list(_records(PROVIDERS, 7, date(2024, 1, 1)))
+    return list(demo_records(PROVIDERS, 7, date(2024, 1, 1)))
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,12 @@ from typer.testing import CliRunner
 
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from projections import projector as projector_module
-from projections.database import PositionConflict, ViewDatabase, table_name
+from projections.database import PositionConflict, ViewDatabase
 from projections.model import InboxFilter, ProviderFilter
 from projections.projector import Projector
 from projections.reader import SqlReadModel
 from projections.rebuild import rebuild, verify
+from projections.tables import table_name
 from service.cli_projections import projections_app
 from service.demo import generate
 from tests.unit.factories import (
