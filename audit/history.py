@@ -27,7 +27,7 @@ from lifecycle.application import ProviderLifecycle
 from lifecycle.privacy import mask_contact
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
-from lifecycle.rules import BUSINESS_TZ
+from lifecycle.rules import business_date
 from lifecycle.uscc import provider_id
 from store.audit_port import AuditStore
 
@@ -36,10 +36,6 @@ Format = Literal["jsonl", "csv"]
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
-
-
-def _business_date(moment: datetime) -> date:
-    return moment.astimezone(BUSINESS_TZ).date()
 
 
 def _envelope_of(record: InboundRecord.Received) -> dict[str, Any]:
@@ -63,10 +59,10 @@ def _record_time(record: InboundRecord.Received) -> tuple[str | None, date]:
     time = _text(_envelope_of(record).get("time"))
     if time is not None:
         try:
-            return time, _business_date(datetime.fromisoformat(time))
+            return time, business_date(datetime.fromisoformat(time))
         except ValueError:
             pass
-    return time, _business_date(record.recorded_at)
+    return time, business_date(record.recorded_at)
 
 
 def event_entry(event: Provider.Event, notification: int) -> dict[str, Any]:
@@ -256,7 +252,7 @@ def _export_row(
             recorded_at=_iso(event.resubmitted_at),
             reason=f"re-submitted by {event.by}",
             codes=[],
-            _day=_business_date(event.resubmitted_at),
+            _day=business_date(event.resubmitted_at),
         )
         return row
     return None

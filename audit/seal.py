@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from audit.verify import Report, SealCheck, add_seal_problems, scan, seals_to_check
-from lifecycle.rules import BUSINESS_TZ
+from lifecycle.rules import business_date
 from store.audit_port import AuditStore
 from store.chain import Seal, make_seal
 
@@ -25,10 +25,6 @@ class SealRefused(Exception):
     def __init__(self, report: Report) -> None:
         super().__init__(f"{len(report.broken)} broken; not sealed")
         self.report = report
-
-
-def business_day(moment: datetime) -> str:
-    return moment.astimezone(BUSINESS_TZ).date().isoformat()
 
 
 def seal(
@@ -45,7 +41,7 @@ def seal(
     Raises :class:`SealRefused` when the store (or its earlier seals) does not verify.
     """
     moment = now or datetime.now(UTC)
-    label = label or business_day(moment)
+    label = label or business_date(moment).isoformat()
     report = Report()
     with store.audit_reader() as reader:
         stored = reader.seals()

@@ -28,7 +28,7 @@ from pydantic import (
     ValidationError,
 )
 
-from lifecycle.rules import ARTICLE_2, BUSINESS_TZ, Capability, Clause
+from lifecycle.rules import ARTICLE_2, Capability, Clause, business_date
 from lifecycle.uscc import uscc_error
 
 # --- field types ----------------------------------------------------------------------
@@ -278,7 +278,7 @@ class Envelope(_Strict):
     @property
     def business_date(self) -> date:
         """The Asia/Shanghai calendar date of ``time``: what day counting uses."""
-        return self.time.astimezone(BUSINESS_TZ).date()
+        return business_date(self.time)
 
     @property
     def payload_version(self) -> int:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
 from lifecycle.eligibility import eligibility
 from lifecycle.provider import Provider
-from lifecycle.rules import BUSINESS_TZ
 
 BATCH = 500
-
-
-def today_in_shanghai(now: datetime) -> date:
-    return now.astimezone(BUSINESS_TZ).date()
 
 
 def outcome_entry(result: Result, line: int) -> dict[str, Any]:

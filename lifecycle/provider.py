@@ -20,7 +20,7 @@ from lifecycle import contract
 from lifecycle.admission import Unmet, unmet_requirements
 from lifecycle.contract import Envelope
 from lifecycle.eligibility import Eligibility, Milestone, eligibility
-from lifecycle.rules import BUSINESS_TZ, DEPOSIT_FEN, Clause
+from lifecycle.rules import DEPOSIT_FEN, Clause, business_date
 from lifecycle.uscc import provider_id
 
 Status = Literal["applied", "admitted", "active", "exited", "expelled", "declined"]
@@ -63,7 +63,7 @@ class Provider(Aggregate):
 
         @property
         def business_date(self) -> date:
-            return self.timestamp.astimezone(BUSINESS_TZ).date()
+            return business_date(self.timestamp)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.accepted_ids.add(self.ce_id)

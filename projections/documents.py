@@ -22,7 +22,7 @@ from typing import Any
 
 from lifecycle.eligibility import Milestone, Standing, eligibility, restriction_of, standing
 from lifecycle.provider import Provider
-from lifecycle.rules import BUSINESS_TZ, DEPOSIT_FEN, Clause
+from lifecycle.rules import DEPOSIT_FEN, Clause
 
 #: The open interval bounds of eligibility segments (valid_from ≤ D < valid_to).
 FIRST_DAY = date.min
@@ -37,10 +37,6 @@ def dumps(value: Any) -> str:
 def iso_utc(moment: datetime) -> str:
     """A fixed-width UTC timestamp that sorts as text."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def business_day(moment: datetime) -> date:
-    return moment.astimezone(BUSINESS_TZ).date()
 
 
 # --- milestones -----------------------------------------------------------------------

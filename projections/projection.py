@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification
 from lifecycle.application import ProviderLifecycle
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
+from lifecycle.rules import business_date
 from projections import documents as d
 
 #: Which per-day counter an accepted event increments.
@@ -57,7 +58,7 @@ def _record_time(record: InboundRecord.Received) -> tuple[str | None, Any]:
         return None, None
     if moment.tzinfo is None:
         return None, None
-    return moment.isoformat(), d.business_day(moment)
+    return moment.isoformat(), business_date(moment)
 
 
 @dataclass

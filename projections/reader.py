@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from lifecycle.application import ProviderLifecycle
-from lifecycle.evaluate import today_in_shanghai
+from lifecycle.rules import business_date
 from projections import documents as d
 from projections.database import Connection, ViewDatabase, is_missing_table
 from projections.generations import ensure_schema, generations, live_generation, positions
@@ -121,7 +121,7 @@ class SqlReadModel:
         self.owns_app = owns_app  # close ``app`` with the read model
 
     def today(self) -> date:
-        return today_in_shanghai(self.clock())
+        return business_date(self.clock())
 
     def _read(self, query: Callable[[Connection, int], T]) -> T:
         """Run ``query(conn, generation)`` on the live generation.
@@ -398,4 +398,4 @@ class SqlReadModel:
 
 
 def _recorded_day(recorded_at: str) -> str:
-    return d.business_day(datetime.fromisoformat(recorded_at.replace("Z", "+00:00"))).isoformat()
+    return business_date(datetime.fromisoformat(recorded_at.replace("Z", "+00:00"))).isoformat()

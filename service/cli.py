@@ -19,8 +19,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from lifecycle.contract import payload_json_schemas
-from lifecycle.evaluate import evaluate, today_in_shanghai
+from lifecycle.evaluate import evaluate
 from lifecycle.inbox import NotResubmittable, RecordNotFound
+from lifecycle.rules import business_date
 from service.bootstrap import Bootstrap
 from service.cli_audit import audit_app
 from service.cli_projections import projections_app
@@ -36,7 +37,7 @@ console = Console()
 
 def _parse_day(value: str | None) -> date:
     if value is None:
-        return today_in_shanghai(datetime.now(UTC))
+        return business_date(datetime.now(UTC))
     try:
         return date.fromisoformat(value)
     except ValueError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lifecycle.evaluate import today_in_shanghai
+from lifecycle.rules import business_date
 from service.demo import generate
 from tests.integration.harness import LIFECYCLE, Service, Topics, wait_for
 
@@ -56,7 +56,7 @@ def test_the_api_reads_back_what_evaluate_says(
 
             wait_for(projected, 180, "every record projected and served")
 
-            today = today_in_shanghai(datetime.now(UTC))
+            today = business_date(datetime.now(UTC))
             past = date(2025, 6, 30)
             now_report = offline(events, today, env)
             past_report = offline(events, past, env)

@@ -20,8 +20,7 @@ from lifecycle.evaluate import evaluate
 from service.demo import generate
 from store.audit_port import AuditStore
 from store.url import persistence_env
-from tests.integration.harness import Service, Topics, produce_lines, stats, wait_for
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied,
     deposit_paid,
@@ -31,6 +30,7 @@ from tests.unit.factories import (
     uscc,
     violation,
 )
+from tests.integration.harness import Service, Topics, produce_lines, stats, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from lifecycle.application import ProviderLifecycle
 from lifecycle.records import record_id
 from lifecycle.uscc import provider_id
 from store.url import persistence_env
-from tests.unit.factories import admitted, applied, process, uscc
+from tests.factories import admitted, applied, process, uscc
 
 pytestmark = pytest.mark.integration
 

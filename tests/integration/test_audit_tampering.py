@@ -23,7 +23,7 @@ from lifecycle.uscc import provider_id
 from store.audit_port import AuditStore
 from store.chain import event_hash
 from store.url import persistence_env
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied,
     exited,

@@ -19,7 +19,7 @@ from lifecycle.provider import Provider
 from lifecycle.uscc import provider_id
 from store.audit_port import AuditStore
 from store.url import persistence_env
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied_data,
     deposit_paid,

@@ -30,10 +30,10 @@ from projections.tables import table_name
 from service.cli_projections import projections_app
 from service.demo import generate
 from store.url import persistence_env
+from tests.factories import exited, line, onboard, uscc, violation
 from tests.integration.harness import fresh_database
-from tests.unit.factories import exited, line, onboard, uscc, violation
-from tests.unit.test_projections_oracle import assert_views_equal_replay
-from tests.unit.test_properties import streams
+from tests.oracle import assert_views_equal_replay
+from tests.strategies import streams
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle.application import ProviderLifecycle
-from tests.unit.factories import popo_app, sqlite_env
+from tests.factories import popo_app, sqlite_env
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from lifecycle.uscc import (
     provider_id,
     uscc_error,
 )
-from tests.unit.factories import bad_check_uscc, uscc
+from tests.factories import bad_check_uscc, uscc
 
 first17s = st.text(alphabet=ALPHABET, min_size=17, max_size=17)
 

@@ -48,7 +48,7 @@ from store.chain import (
     merkle_root,
 )
 from store.heads import HeadCache
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied,
     deposit_paid,
@@ -60,7 +60,7 @@ from tests.unit.factories import (
 from web.audit_routes import audit_router
 from web.auth import ApiError, TokenTable
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 A = uscc(701)  # the fixture's provider with several tenures
 B = uscc(702)
 U = uscc(811)

@@ -9,7 +9,7 @@ import pytest
 
 from lifecycle.admission import Unmet, anniversary, unmet_requirements
 from lifecycle.contract import Applied
-from tests.unit.factories import (
+from tests.factories import (
     CAPABILITIES,
     MIN_CAPITAL_FEN,
     admitted,

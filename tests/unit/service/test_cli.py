@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lifecycle.evaluate import today_in_shanghai
+from lifecycle.rules import business_date
 from service.cli import app
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied,
     deposit_paid,
@@ -139,8 +139,8 @@ def test_evaluate_without_json_prints_tables(events_file: Path):
 
 
 def test_evaluate_default_as_of_is_today_in_shanghai():
-    assert today_in_shanghai(datetime(2026, 1, 1, 20, 0, tzinfo=UTC)) == date(2026, 1, 2)
-    assert today_in_shanghai(datetime(2026, 1, 1, 15, 59, tzinfo=UTC)) == date(2026, 1, 1)
+    assert business_date(datetime(2026, 1, 1, 20, 0, tzinfo=UTC)) == date(2026, 1, 2)
+    assert business_date(datetime(2026, 1, 1, 15, 59, tzinfo=UTC)) == date(2026, 1, 1)
 
 
 def test_evaluate_without_as_of_uses_today(tmp_path: Path):

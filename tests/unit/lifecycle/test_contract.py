@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.contract import Envelope, Malformed, parse_record, payload_json_schemas
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied,
     bad_check_uscc,
@@ -391,7 +391,7 @@ def test_a_malformed_event_has_no_effect_on_the_provider():
 
 
 def test_malformed_expelled_readmission_is_not_applied():
-    from tests.unit.factories import onboard
+    from tests.factories import onboard
 
     bad = expelled(U, "2026-03-01", "A1.2.2-4", readmission={"permanent": False})
     report = run([*onboard(U), bad], as_of="2026-03-02")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.factories import (
+from tests.factories import (
     COOLDOWN,
     DEPOSIT_FEN,
     EXPULSION_GROUNDS,

@@ -34,7 +34,7 @@ from projections.rebuild import rebuild, verify
 from projections.tables import table_name
 from service.cli_projections import projections_app
 from service.demo import generate
-from tests.unit.factories import (
+from tests.factories import (
     PERMANENT,
     admitted,
     applied,
@@ -50,8 +50,8 @@ from tests.unit.factories import (
     uscc,
     violation,
 )
-from tests.unit.test_projections_oracle import ALL, assert_views_equal_replay
-from tests.unit.test_properties import streams
+from tests.oracle import ALL, assert_views_equal_replay
+from tests.strategies import streams
 
 NOW = datetime(2026, 6, 30, 4, 0, tzinfo=UTC)  # 2026-06-30 in Asia/Shanghai
 DATES = [date(2025, 1, 1), date(2025, 7, 1), date(2026, 6, 30), date(2027, 3, 1), date(2029, 1, 1)]

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from projections.model import InboxFilter, ProviderFilter
-from tests.unit.test_api import KNOWN, RECORD_ID, TOKENS, Harness, auth, harness
-from web.dashboard import build_chart, cny, local_time, pages
-
-
-@pytest.fixture
-def h() -> Iterator[Harness]:
-    harness_ = harness()
-    with harness_.client:
-        yield harness_
+from tests.unit.web.fakes import KNOWN, RECORD_ID, TOKENS, Harness, auth
+from web.chart import build_chart
+from web.dashboard import cny, local_time, pages
 
 
 def test_token_in_the_url_sets_an_http_only_cookie_and_redirects(h: Harness) -> None:

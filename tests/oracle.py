@@ -20,7 +20,6 @@ from lifecycle.records import InboundRecord
 from lifecycle.uscc import provider_id
 from projections.model import InboxFilter, ProviderFilter
 from projections.reader import SqlReadModel
-from tests.unit.factories import applied, exited, line, onboard, uscc
 
 ALL = 1_000_000
 
@@ -146,21 +145,3 @@ def assert_views_equal_replay(
     page = read_model.inbox(InboxFilter(), limit=ALL)
     assert page.total == len(expected_inbox)
     assert [{k: i[k] for k in (*keys, "resubmissions")} for i in page.items] == expected_inbox
-
-
-def test_the_oracle_itself_sees_a_provider_and_its_timeline(app: ProviderLifecycle) -> None:
-    # The oracle must not be vacuous: it finds the provider, its events and refusals.
-    subject = uscc(900)
-    raws = [
-        *onboard(subject, "2025-01-01"),
-        exited(subject, "2025-06-01"),
-        applied(subject, "2025-07-01"),
-    ]
-    ingest(app, [line(r) for r in raws])
-    providers = replayed_providers(app)
-    assert set(providers) == {subject}
-    assert providers[subject].status == "exited"
-    timeline = expected_timeline(app, subject)
-    assert [t[2] for t in timeline] == ["accepted"] * 4 + ["refused"]
-    assert timeline[-1][3] == ["A1.3-5"]
-    assert expected_per_day(app)["2025-06-01"] == {"exited": 1}

@@ -26,7 +26,7 @@ from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
 from lifecycle.uscc import provider_id
 from store.audit_port import AuditStore
-from tests.unit.factories import (
+from tests.factories import (
     admitted,
     applied_data,
     event,
@@ -36,7 +36,7 @@ from tests.unit.factories import (
     uscc,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 A = uscc(701)
 B = uscc(702)
 AS_OF = date(2026, 11, 27)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lifecycle.eligibility import Milestone, eligibility
-from tests.unit.factories import COOLDOWN
+from tests.factories import COOLDOWN
 
 D0 = date(2025, 1, 1)
 

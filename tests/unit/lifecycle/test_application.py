@@ -10,7 +10,7 @@ import pytest
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.provider import Provider
 from lifecycle.records import record_id
-from tests.unit.factories import (
+from tests.factories import (
     DEPOSIT_FEN,
     admitted,
     applied,
@@ -206,7 +206,7 @@ def test_a_kept_record_can_be_marked_resubmitted(app: ProviderLifecycle):
 
 
 def test_A1_1_1_3_the_shortfall_is_shown_on_the_provider(app: ProviderLifecycle):
-    from tests.unit.factories import deposit_deducted
+    from tests.factories import deposit_deducted
 
     process(app, *onboard(U, "2025-01-01"), deposit_deducted(U, "2025-02-01", 2_500_000))
     p = app.provider(U)
