@@ -14,7 +14,6 @@ the events' COPY.
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
@@ -47,69 +46,12 @@ from store.chain import (
     with_ids,
 )
 from store.heads import HeadCache
+from store.pg_copy import events_copy_data, links_copy_data
 from store.positions import advance_positions, positions_of
 from store.transcoding import OrjsonTranscoding
 
 log = logging.getLogger(__name__)
 _cursor_names = count(1)
-
-# PostgreSQL's binary COPY format, written directly (psycopg's per-value dumpers cost more
-# than the rest of the recorder): a signature, then per row the number of fields and each
-# field as a 4-byte length and its binary form (uuid: 16 bytes, int8: 8 bytes big-endian,
-# text: UTF-8, bytea: as is; NULL: length -1), then a trailer.
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_TRAILER = b"\xff\xff"
-_EVENT_ROW = struct.Struct("!hi16siqi")  # 4 fields: uuid, int8, then the topic's length
-_LEN = struct.Struct("!i")
-_LINK_ROW = struct.Struct("!hi16siqiq")  # 6 fields: uuid, int8, int8, then the subject
-_HASHES = struct.Struct("!i32si32s")
-_NULL = _LEN.pack(-1)
-
-
-def _events_copy_data(stored_events: Sequence[StoredEvent]) -> bytes:
-    parts = [_SIGNATURE]
-    for e in stored_events:
-        topic = e.topic.encode()
-        oid = e.originator_id
-        parts.append(
-            _EVENT_ROW.pack(
-                4,
-                16,
-                oid.bytes if isinstance(oid, UUID) else UUID(oid).bytes,
-                8,
-                e.originator_version,
-                len(topic),
-            )
-        )
-        parts += (topic, _LEN.pack(len(e.state)), e.state)
-    parts.append(_TRAILER)
-    return b"".join(parts)
-
-
-def _links_copy_data(links: Sequence[Link], ids: Sequence[int] | None = None) -> bytes:
-    """The links as COPY data; ``ids``, when given, replace their notification ids."""
-    parts = [_SIGNATURE]
-    for link, nid in zip(links, ids or [link.notification_id for link in links], strict=True):
-        oid = link.originator_id
-        parts.append(
-            _LINK_ROW.pack(
-                6,
-                16,
-                oid.bytes if isinstance(oid, UUID) else UUID(oid).bytes,
-                8,
-                link.originator_version,
-                8,
-                nid,
-            )
-        )
-        if link.subject is None:
-            parts.append(_NULL)
-        else:
-            subject = link.subject.encode()
-            parts += (_LEN.pack(len(subject)), subject)
-        parts.append(_HASHES.pack(32, link.prev_hash, 32, link.hash))
-    parts.append(_TRAILER)
-    return b"".join(parts)
 
 
 class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
@@ -265,7 +207,7 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
         ).format(self.events_table)
         with curs.copy(copy_sql) as copy:
             if self.datastore.originator_id_type == "uuid":
-                copy.write(_events_copy_data(stored_events))
+                copy.write(events_copy_data(stored_events))
             else:
                 copy.set_types(["text", "int8", "text", "bytea"])
                 for event in stored_events:
@@ -309,7 +251,7 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
     ) -> None:
         with curs.copy(self.copy_links_statement) as copy:
             if self.datastore.originator_id_type == "uuid":
-                copy.write(_links_copy_data(links, ids))
+                copy.write(links_copy_data(links, ids))
                 return
             copy.set_types(["text", "int8", "int8", "text", "bytea", "bytea"])
             for link in with_ids(links, ids) if ids is not None else links:
