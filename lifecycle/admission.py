@@ -6,6 +6,7 @@ provider is *active* only once it is (see ``provider.py``).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -32,6 +33,18 @@ def anniversary(day: date, years: int) -> date:
         return day.replace(year=day.year + years)
     except ValueError:
         return day.replace(year=day.year + years, day=28)
+
+
+def city_key(city: str) -> str:
+    """A1.1.1-5: the city as compared: NFKC-normalised, trimmed, one trailing 市 ignored
+    ("杭州" and "杭州市" are one city). An empty key is a blank city."""
+    return unicodedata.normalize("NFKC", city).strip().removesuffix("市")
+
+
+def same_city(entity_city: str, service_city: str) -> bool:
+    """A1.1.1-5: the entity's city equals the city it serves; a blank city never does."""
+    entity, service = city_key(entity_city), city_key(service_city)
+    return bool(entity) and entity == service
 
 
 def unmet_requirements(application: Applied, applied_on: date) -> list[Unmet]:
@@ -75,15 +88,19 @@ def unmet_requirements(application: Applied, applied_on: date) -> list[Unmet]:
     if application.is_store_account:
         # A1.1.1-4
         unmet.append(Unmet(Clause.A1_1_1_4, "the applying account is a store account"))
-    if application.entity_city.strip() != application.service_city.strip():
-        # A1.1.1-5
-        unmet.append(
-            Unmet(
-                Clause.A1_1_1_5,
-                f"entity city {application.entity_city} differs from service city "
-                f"{application.service_city}",
+    if not same_city(application.entity_city, application.service_city):
+        # A1.1.1-5 (for Applied v2 the entity city is ``address.city``)
+        if not city_key(application.entity_city) or not city_key(application.service_city):
+            reason = (
+                f"a blank city never meets A1.1.1-5 (entity city {application.entity_city!r}, "
+                f"service city {application.service_city!r})"
             )
-        )
+        else:
+            reason = (
+                f"entity city {application.entity_city} differs from service city "
+                f"{application.service_city}"
+            )
+        unmet.append(Unmet(Clause.A1_1_1_5, reason))
     missing = sorted(REQUIRED_CAPABILITIES - set(application.capabilities))
     if missing:
         # A1.1.2

@@ -193,6 +193,18 @@ class DepositDeducted(_Strict):
     clause: ClauseId
 
 
+class ReadmissionCleared(_Strict):
+    cleared: Annotated[StrictBool, AfterValidator(_true)]
+
+
+class ReadmissionDecided(_Strict):
+    """The platform's decision that ends a manual review (A1.4): the re-admission
+    restriction (A1.3-1) of the expulsion under review, or ``cleared`` (none)."""
+
+    decided_by: StrictStr
+    readmission: ReadmissionUntil | ReadmissionPermanent | ReadmissionCleared
+
+
 PAYLOADS: Final[dict[str, type[_Strict]]] = {
     "provider.Applied": Applied,
     "provider.Admitted": Admitted,
@@ -202,6 +214,7 @@ PAYLOADS: Final[dict[str, type[_Strict]]] = {
     "provider.Expelled": Expelled,
     "provider.ApplicationDeclined": ApplicationDeclined,
     "provider.DepositDeducted": DepositDeducted,
+    "provider.ReadmissionDecided": ReadmissionDecided,
 }
 
 #: Later versions of a payload, chosen by the envelope's ``dataschema`` (CloudEvents): one
@@ -255,6 +268,7 @@ EventType = Literal[
     "provider.Expelled",
     "provider.ApplicationDeclined",
     "provider.DepositDeducted",
+    "provider.ReadmissionDecided",
 ]
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
 

@@ -7,7 +7,10 @@ one home of that precedence, which the read side stores as columns). Days are
 Asia/Shanghai calendar dates: an exit on day D allows a new application from D + 180
 (A1.3-3, A1.3-5). Restrictions that A1.3 leaves to another rulebook (A1.3-1, and A3-2
 expulsions) come with the event; without one the answer is *manual review* (A1.4),
-never a guess.
+never a guess, until the platform's decision (``provider.ReadmissionDecided``, a
+``decided`` milestone) sets the restriction or clears it. A pending review survives every
+later event. A1.3-2 binds the applications after an A1.2.2-1 expulsion until the provider
+is admitted again (an ``admitted`` milestone discharges it).
 """
 
 from __future__ import annotations
@@ -19,12 +22,22 @@ from typing import Any, Final, Literal
 
 from lifecycle.rules import ASSESSMENT_EXPULSION_COOLDOWN, VOLUNTARY_EXIT_COOLDOWN, Clause
 
-MilestoneKind = Literal["applied", "declined", "exited", "expelled"]
+MilestoneKind = Literal["applied", "admitted", "declined", "exited", "expelled", "decided"]
+
+#: Milestones that close a tenure and leave an A1.3 restriction behind.
+EXIT_KINDS: Final = frozenset({"exited", "expelled"})
+#: Milestones after which a tenure is open (CONTRACT.md: ``applied``, ``admitted``, ``active``).
+OPEN_KINDS: Final = frozenset({"applied", "admitted"})
 
 
 @dataclass(frozen=True)
 class Milestone:
-    """A tenure opening or closing, as eligibility needs it."""
+    """A tenure opening, admitted or closing, or a re-admission decision, as eligibility
+    needs it.
+
+    ``decided`` (``provider.ReadmissionDecided``, A1.4) ends a pending manual review with
+    ``readmission_until``, ``readmission_permanent`` or neither (``cleared``).
+    """
 
     on: date
     kind: MilestoneKind
@@ -32,10 +45,19 @@ class Milestone:
     readmission_until: date | None = None
     readmission_permanent: bool = False
 
+    @property
+    def cleared(self) -> bool:
+        """A decision that lifts the review's restriction altogether."""
+        return (
+            self.kind == "decided"
+            and self.readmission_until is None
+            and not self.readmission_permanent
+        )
+
 
 @dataclass(frozen=True)
 class Restriction:
-    """What one past exit says about applying again."""
+    """What one past exit (or the platform's decision on it) says about applying again."""
 
     clause: Clause
     on: date
@@ -43,6 +65,14 @@ class Restriction:
     permanent: bool = False
     manual_review: bool = False
     requires_admission: bool = False
+    decided_on: date | None = None  # set by a ``provider.ReadmissionDecided`` (A1.4)
+
+    @property
+    def source(self) -> str:
+        """Where the restriction comes from, for reason texts."""
+        if self.decided_on is not None:
+            return f"{self.clause}, expulsion on {self.on}, decided on {self.decided_on}"
+        return f"{self.clause}, exit on {self.on}"
 
 
 @dataclass(frozen=True)
@@ -105,8 +135,22 @@ CLAUSE_FOR_EXIT: Final[dict[str, str]] = {
 }
 
 
+def decided(decision: Milestone, expulsion_on: date | None = None) -> Restriction | None:
+    """A1.4 / A1.3-1: the restriction the platform's decision on a manual review sets
+    (``None`` when it cleared it). ``expulsion_on``: the expulsion it decides on."""
+    if decision.cleared:
+        return None
+    on = expulsion_on or decision.on
+    if decision.readmission_permanent:
+        return Restriction(Clause.A1_3_1, on, permanent=True, decided_on=decision.on)
+    return Restriction(Clause.A1_3_1, on, from_=decision.readmission_until, decided_on=decision.on)
+
+
 def restriction_of(exit_: Milestone) -> Restriction:
-    """A1.3: the restriction one exit or expulsion leaves behind."""
+    """A1.3: the restriction one exit or expulsion (or a decision on one) leaves behind."""
+    if exit_.kind == "decided":
+        # A cleared decision leaves nothing behind: an unrestricted A1.3-1 marker.
+        return decided(exit_) or Restriction(Clause.A1_3_1, exit_.on, decided_on=exit_.on)
     key = "exited" if exit_.kind == "exited" else (exit_.ground or "")
     return READMISSION[CLAUSE_FOR_EXIT.get(key, "A1.3-1")](exit_)
 
@@ -132,9 +176,11 @@ class Standing:
     manual_review: bool = False
     requires_a11: bool = False
     last_exit_on: date | None = None
-    last: Milestone | None = None
+    last: Milestone | None = None  # the last tenure milestone (a decision is not one)
     binding: Restriction | None = None  # the permanent one, else the latest dated one
     expelled_on: date | None = None  # the last expulsion, when it requires A1.1 again
+    review: Milestone | None = None  # the expulsion whose manual review is pending (A1.4)
+    applied_on: date | None = None  # the last application (the open tenure's)
 
     @property
     def clause(self) -> str | None:
@@ -146,7 +192,7 @@ class Standing:
         if self.blocked_until is not None:
             return self.blocked_clause
         if self.manual_review:
-            return str(Clause.A1_3_1)
+            return str(Clause.A1_4)
         if self.requires_a11:
             return str(Clause.A1_3_2)
         return None
@@ -160,25 +206,27 @@ class Standing:
         if last is None:
             return Eligibility(True, None, False, None, None, "never applied")
         if self.tenure_open:
-            reason = f"a tenure is open (applied on {last.on})"
+            reason = f"a tenure is open (applied on {self.applied_on or last.on})"
             return Eligibility(False, None, False, Clause.STATE, None, reason)
         r = self.binding
         if self.permanent and r is not None:
-            reason = f"permanently barred from re-admission ({r.clause}, exit on {r.on})"
+            reason = f"permanently barred from re-admission ({r.source})"
             return Eligibility(False, None, True, r.clause, None, reason)
         if r is not None and r.from_ is not None and r.from_ > as_of:
-            reason = f"may not apply before {r.from_} ({r.clause}, exit on {r.on})"
+            reason = f"may not apply before {r.from_} ({r.source})"
             return Eligibility(False, r.from_, False, r.clause, None, reason)
         if self.manual_review:
+            review = self.review or last
             reason = (
-                f"manual review: the expulsion on {last.on} ({last.ground}) carried "
-                "no re-admission restriction, which another rulebook sets (A1.3-1, A1.4)"
+                f"manual review (A1.4): the expulsion on {review.on} ({review.ground}) carried "
+                "no re-admission restriction, which another rulebook sets (A1.3-1); the "
+                "platform decides it (provider.ReadmissionDecided)"
             )
-            return Eligibility(None, None, False, Clause.A1_3_1, None, reason)
+            return Eligibility(None, None, False, Clause.A1_4, None, reason)
         if self.requires_a11:
             reason = (
                 f"expelled on {self.expelled_on} under A1.2.2-1: may apply once it meets the "
-                "admission requirements (A1.1) again"
+                "admission requirements (A1.1) again (A1.3-2)"
             )
             return Eligibility(True, None, False, Clause.A1_3_2, "A1.1", reason)
         if self.last_exit_on is not None:
@@ -188,32 +236,64 @@ class Standing:
 
 def standing(milestones: Sequence[Milestone]) -> Standing:
     """Every restriction of every past exit (A1.3), in precedence: permanent beats all
-    (A1.3-4 first when several), otherwise the latest ``from`` wins."""
-    if not milestones:
+    (A1.3-4 first when several), otherwise the latest ``from`` wins.
+
+    An A1.2.2-4 / A3-2 expulsion without a restriction leaves a manual review pending
+    (A1.4) until a later ``decided`` milestone replaces it by the platform's restriction
+    (or clears it); nothing else ends it. A1.3-2 binds from an A1.2.2-1 expulsion until
+    the next admission (or until a later exit, which brings its own restriction).
+    """
+    restrictions: list[Restriction] = []
+    pending: list[Milestone] = []  # expulsions under manual review (A1.4), not yet decided
+    requires_a11 = False
+    expelled_on: date | None = None
+    last: Milestone | None = None
+    last_exit: Milestone | None = None
+    applied_on: date | None = None
+    for m in milestones:
+        if m.kind == "decided":
+            # A1.4: the platform's decision ends every review pending before it.
+            if pending:
+                r = decided(m, pending[-1].on)
+                if r is not None:
+                    restrictions.append(r)
+                pending = []
+            continue
+        last = m
+        if m.kind == "applied":
+            applied_on = m.on
+        elif m.kind == "admitted":
+            requires_a11 = False  # A1.3-2 is discharged by a later admission
+        elif m.kind in EXIT_KINDS:
+            last_exit = m
+            r = restriction_of(m)
+            if r.manual_review:
+                pending.append(m)
+            else:
+                restrictions.append(r)
+            # A1.3-2 binds only while the last exit is an A1.2.2-1 expulsion.
+            requires_a11 = r.requires_admission
+            expelled_on = m.on if requires_a11 else None
+    if last is None:
         return Standing()
-    exits = [m for m in milestones if m.kind in ("exited", "expelled")]
-    restrictions = [restriction_of(m) for m in exits]
     permanent = [r for r in restrictions if r.permanent]
     perm = min(permanent, key=lambda r: (r.clause != Clause.A1_3_4, r.on)) if permanent else None
     dated = [r for r in restrictions if r.from_ is not None]
     latest = max(dated, key=lambda r: (r.from_, r.on)) if dated else None
-    expulsions = [r for m, r in zip(exits, restrictions, strict=True) if m.kind == "expelled"]
-    requires_a11 = bool(expulsions and expulsions[-1].requires_admission)
     return Standing(
-        tenure_open=milestones[-1].kind == "applied",
+        tenure_open=last.kind in OPEN_KINDS,
         permanent=perm is not None,
         permanent_clause=str(perm.clause) if perm else None,
         blocked_until=latest.from_ if latest else None,
         blocked_clause=str(latest.clause) if latest else None,
-        # A manual review is pending until the platform lets the entity apply again.
-        manual_review=bool(
-            restrictions and restrictions[-1].manual_review and milestones[-1] is exits[-1]
-        ),
+        manual_review=bool(pending),
         requires_a11=requires_a11,
-        last_exit_on=exits[-1].on if exits else None,
-        last=milestones[-1],
+        last_exit_on=last_exit.on if last_exit else None,
+        last=last,
         binding=perm or latest,
-        expelled_on=expulsions[-1].on if requires_a11 else None,
+        expelled_on=expelled_on,
+        review=pending[-1] if pending else None,
+        applied_on=applied_on,
     )
 
 

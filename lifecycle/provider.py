@@ -5,6 +5,9 @@ event carrying the CloudEvents id, source and business time) or raise
 :class:`Refused` with the clause codes it breaks (CONTRACT.md's refusal table).
 A CloudEvents id already recorded here raises :class:`Duplicate`: no second effect.
 The business time of each event is its ``timestamp``; the domain never reads the clock.
+
+Order of judgement (CONTRACT.md): a duplicate first, then ``ORDER`` (business dates never
+go backwards for one provider), then the rows of the refusal table.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from eventsourcing.domain import Aggregate
 from lifecycle import contract
 from lifecycle.admission import Unmet, unmet_requirements
 from lifecycle.contract import Envelope
-from lifecycle.eligibility import Eligibility, Milestone, eligibility
-from lifecycle.rules import DEPOSIT_FEN, Clause, business_date
+from lifecycle.eligibility import Eligibility, Milestone, eligibility, standing
+from lifecycle.rules import DEPOSIT_FEN, ORDER, Clause, business_date
 from lifecycle.uscc import provider_id
 
 Status = Literal["applied", "admitted", "active", "exited", "expelled", "declined"]
@@ -112,6 +115,8 @@ class Provider(Aggregate):
         def evolve(self, p: Provider) -> None:
             p.status = "admitted"
             p.admitted_on = self.business_date
+            # An admission discharges an earlier A1.2.2-1 expulsion's A1.3-2 condition.
+            p.milestones.append(Milestone(self.business_date, "admitted"))
 
     class DepositPaid(Event):
         WIRE_TYPE = "provider.DepositPaid"
@@ -163,6 +168,24 @@ class Provider(Aggregate):
 
         def evolve(self, p: Provider) -> None:
             p.close_tenure("declined", Milestone(self.business_date, "declined"))
+
+    class ReadmissionDecided(Event):
+        """The platform's decision that ends a manual review (A1.4): the re-admission
+        restriction of the expulsion under review (A1.3-1), or none (``cleared``)."""
+
+        WIRE_TYPE = "provider.ReadmissionDecided"
+
+        def evolve(self, p: Provider) -> None:
+            readmission = self.data["readmission"]
+            until = readmission.get("until")
+            p.milestones.append(
+                Milestone(
+                    self.business_date,
+                    "decided",
+                    readmission_until=date.fromisoformat(until) if until else None,
+                    readmission_permanent=bool(readmission.get("permanent")),
+                )
+            )
 
     # --- state ------------------------------------------------------------------------
 
@@ -247,12 +270,32 @@ class Provider(Aggregate):
         """Judge a later event of this entity; record it or raise ``Refused``/``Duplicate``."""
         if envelope.id in self.accepted_ids:
             raise Duplicate(envelope.id)
+        self._judge_order(envelope)
         judge = getattr(self, "_judge_" + _short(envelope.type))
         event_class: type[Provider.Event] = judge(envelope)
         fields = _event_fields(envelope, recorded_at)
         if issubclass(event_class, Provider.ApplicationEvent):
             fields.update(_application_fields(envelope))
         self.trigger_event(event_class, timestamp=envelope.time, **fields)
+
+    @property
+    def last_business_date(self) -> date:
+        """The Asia/Shanghai date of the last accepted event (its ``timestamp``)."""
+        return business_date(self.modified_on)
+
+    def _judge_order(self, envelope: Envelope) -> None:
+        """``ORDER``: never an event dated before the provider's last accepted event, so a
+        late or back-dated event cannot shorten a cooldown (A1.3-3, A1.3-5). Events of one
+        business day may come in any order."""
+        last = self.last_business_date
+        if envelope.business_date < last:
+            raise Refused(
+                [ORDER],
+                f"ORDER: business date {envelope.business_date} (Asia/Shanghai) is before "
+                f"{last}, the date of the provider's last accepted event; business dates "
+                "never go backwards within one provider's history: fix the date upstream "
+                "and send the event again",
+            )
 
     def _judge_Applied(self, envelope: Envelope) -> type[Provider.Event]:
         if self.tenure_open:
@@ -262,6 +305,10 @@ class Provider(Aggregate):
         if verdict.can_apply is False:
             # A1.3-1, A1.3-3, A1.3-4 or A1.3-5: the most restrictive past exit.
             raise Refused([verdict.clause or Clause.STATE], verdict.reason)
+        if verdict.can_apply is None:
+            # A1.4: no dated or permanent restriction is in force, but a manual review is
+            # pending (an A1.2.2-4 / A3-2 expulsion without one, and no decision since).
+            raise Refused([Clause.A1_4], verdict.reason)
         if verdict.requires == "A1.1":
             # A1.3-2: after an A1.2.2-1 expulsion, only once A1.1 is met again.
             application = contract.application_for_rules(
@@ -334,6 +381,16 @@ class Provider(Aggregate):
         if self._status != "applied":
             raise Refused([Clause.STATE], f"no open application to decline (status {self.status})")
         return self.ApplicationDeclined
+
+    def _judge_ReadmissionDecided(self, envelope: Envelope) -> type[Provider.Event]:
+        if not standing(self.milestones).manual_review:
+            raise Refused(
+                [Clause.STATE],
+                "no manual review (A1.4) is pending: no A1.2.2-4 or A3-2 expulsion without a "
+                "re-admission restriction awaits the platform's decision "
+                f"(status {self.status})",
+            )
+        return self.ReadmissionDecided
 
 
 def _short(event_type: str) -> str:

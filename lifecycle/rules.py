@@ -64,6 +64,13 @@ class Clause(StrEnum):
     STATE = "STATE"
 
 
+#: Not a clause either (so no payload may cite it): the refusal code of an event whose
+#: Asia/Shanghai business date is before that of the provider's last accepted event
+#: (CONTRACT.md, "Lifecycle the service enforces"; RULEBOOK, "How the service reads these
+#: rules"). An event refused with ``ORDER`` carries that code alone.
+ORDER: Final = "ORDER"
+
+
 CLAUSE_TEXT: Final[dict[Clause, str]] = {
     Clause.A1_1_1_1: "the operating entity is an enterprise with Taobao real-name verification",
     Clause.A1_1_1_2a: "the entity is a general VAT taxpayer",
@@ -84,7 +91,8 @@ CLAUSE_TEXT: Final[dict[Clause, str]] = {
     Clause.A1_3_3: "re-admission 180 days after an assessment expulsion",
     Clause.A1_3_4: "never re-admitted after a law / major-incident expulsion",
     Clause.A1_3_5: "no re-admission within 180 days of a voluntary exit",
-    Clause.A1_4: "periods left to other rulebooks must come with the event",
+    Clause.A1_4: "periods left to other rulebooks must come with the event (or a later "
+    "platform decision): until then, manual review",
     Clause.A2_1_1: "false institution qualifications",
     Clause.A2_1_2: "false talent / merchant information",
     Clause.A2_2_1: "improper gain",

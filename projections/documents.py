@@ -86,7 +86,7 @@ def eligibility_segments(milestones: Sequence[Milestone]) -> list[Segment]:
     """
     bounds: set[date] = {m.on for m in milestones}
     for m in milestones:
-        if m.kind in ("exited", "expelled"):
+        if m.kind in ("exited", "expelled", "decided"):
             start = restriction_of(m).from_
             if start is not None:
                 bounds.add(start)
@@ -177,10 +177,16 @@ def stored_requirements(
                 lapses=True,
             )
         if r.manual_review and not r.permanent:
+            # A1.4: the platform acts next, with a provider.ReadmissionDecided.
+            review = r.review
+            expulsion = (
+                f"the expulsion on {review.on} ({review.ground})" if review else "the expulsion"
+            )
             add(
-                str(Clause.A1_3_1),
-                "manual review: the expulsion carried no re-admission restriction, which "
-                "another rulebook sets (A1.3-1, A1.4); the platform must decide",
+                str(Clause.A1_4),
+                f"manual review (A1.4): {expulsion} carried no re-admission restriction, "
+                "which another rulebook sets (A1.3-1); every application is refused until "
+                "the platform decides (provider.ReadmissionDecided: until, permanent or cleared)",
                 "platform",
             )
         if r.requires_a11 and not r.permanent:

@@ -20,7 +20,7 @@ from eventsourcing.persistence import Notification
 from lifecycle.application import ProviderLifecycle
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
-from lifecycle.rules import business_date
+from lifecycle.rules import Clause, business_date
 from projections import documents as d
 
 #: Which per-day counter an accepted event increments.
@@ -43,6 +43,10 @@ def event_clauses(event: Provider.Event) -> list[str]:
         return [str(data["ground"]), *(str(c) for c in data.get("violations") or [])]
     if isinstance(event, Provider.ApplicationDeclined):
         return [str(c) for c in data.get("clauses") or []]
+    if isinstance(event, Provider.ReadmissionDecided):
+        # A1.4: the decision ending a manual review; a restriction it sets is A1.3-1's.
+        restricts = not (data.get("readmission") or {}).get("cleared")
+        return [str(Clause.A1_4), *([str(Clause.A1_3_1)] if restricts else [])]
     return []
 
 

@@ -135,6 +135,32 @@ def applied(subject: str, when: str | date = "2026-01-01", *, id: str | None = N
     return event("provider.Applied", subject, applied_data(**kw), when, id=id)
 
 
+#: ``provider.Applied`` v2's address (its ``city`` is what A1.1.1-5 compares).
+ADDRESS: dict[str, str | None] = {
+    "province": "浙江省",
+    "city": "杭州",
+    "district": "西湖区",
+    "street": "文三路 1 号",
+}
+
+
+def applied_v2(
+    subject: str,
+    when: str | date = "2026-01-01",
+    *,
+    address: dict[str, Any] | None = None,
+    id: str | None = None,
+    **kw: Any,
+):
+    """``provider.Applied`` v2 (``dataschema`` …``provider.Applied.v2``): ``address``
+    replaces v1's ``entity_city``."""
+    data = applied_data(**kw)
+    data.pop("entity_city")
+    data["address"] = dict(address or ADDRESS)
+    schema = "urn:provider-lifecycle:schema:provider.Applied.v2"
+    return event("provider.Applied", subject, data, when, id=id, dataschema=schema)
+
+
 def admitted(subject: str, when: str | date = "2026-01-02", *, id: str | None = None):
     return event("provider.Admitted", subject, {"decided_by": "ops-1"}, when, id=id)
 
@@ -214,6 +240,21 @@ def until(value: str | date) -> dict[str, str]:
 
 
 PERMANENT: dict[str, bool] = {"permanent": True}
+CLEARED: dict[str, bool] = {"cleared": True}  # ReadmissionDecided only
+
+
+def readmission_decided(
+    subject: str,
+    when: str | date = "2026-04-01",
+    readmission: dict[str, Any] | None = None,
+    *,
+    decided_by: str = "platform-review-1",
+    id: str | None = None,
+):
+    """``provider.ReadmissionDecided`` (1.1): the platform ends a manual review (A1.4) with
+    ``until(...)``, ``PERMANENT`` or ``CLEARED`` (the default)."""
+    data = {"decided_by": decided_by, "readmission": readmission or CLEARED}
+    return event("provider.ReadmissionDecided", subject, data, when, id=id)
 
 
 def onboard(subject: str, start: str | date = "2025-01-01") -> list[dict[str, Any]]:

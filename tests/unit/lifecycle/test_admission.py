@@ -10,11 +10,13 @@ import pytest
 from lifecycle.admission import Unmet, anniversary, unmet_requirements
 from lifecycle.contract import Applied
 from tests.factories import (
+    ADDRESS,
     CAPABILITIES,
     MIN_CAPITAL_FEN,
     admitted,
     applied,
     applied_data,
+    applied_v2,
     last,
     outcomes,
     run,
@@ -189,6 +191,76 @@ def test_A1_1_1_5_entity_city_differs_from_service_city_is_refused():
 
 def test_A1_1_1_5_same_city_is_enough():
     assert clauses(entity_city="义乌", service_city="义乌") == []
+
+
+# --- A1.1.1-5 as 1.1 states it: NFKC, trimmed, one trailing 市 ignored, blank never -------
+
+
+@pytest.mark.parametrize(
+    ("entity_city", "service_city"),
+    [
+        ("杭州", "杭州市"),
+        ("杭州市", "杭州"),
+        ("杭州市", "杭州市"),
+        (" 杭州 ", "杭州"),
+        ("\u3000杭州市\u3000", "杭州"),  # ideographic spaces are trimmed
+        ("杭州\n", "\t杭州市"),
+        ("\u2fa6华", "金华市"),  # KANGXI RADICAL GOLD: NFKC makes it 金
+        ("ＨＡＮＧＺＨＯＵ", "HANGZHOU"),  # full-width Latin
+    ],
+)
+def test_A1_1_1_5_cities_are_compared_after_nfkc_and_trimming_ignoring_one_trailing_shi(
+    entity_city: str, service_city: str
+):
+    assert clauses(entity_city=entity_city, service_city=service_city) == []
+    assert admission(entity_city=entity_city, service_city=service_city)["outcome"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("entity_city", "service_city"),
+    [
+        ("杭州市市", "杭州"),  # only one trailing 市 is ignored
+        ("杭州", "杭州县"),
+        ("市杭州", "杭州"),  # a leading 市 is part of the name
+        ("杭 州", "杭州"),  # inner spaces count
+        ("hangzhou", "HANGZHOU"),  # no case folding
+    ],
+)
+def test_A1_1_1_5_other_differences_still_count(entity_city: str, service_city: str):
+    assert clauses(entity_city=entity_city, service_city=service_city) == ["A1.1.1-5"]
+
+
+@pytest.mark.parametrize(
+    ("entity_city", "service_city"),
+    [("", ""), ("  ", "  "), ("\u3000", "\u3000"), ("市", "市"), ("", "杭州"), ("杭州", " ")],
+)
+def test_A1_1_1_5_a_blank_city_never_meets_it(entity_city: str, service_city: str):
+    [u] = unmet(entity_city=entity_city, service_city=service_city)
+    assert u.clause == "A1.1.1-5" and "blank" in u.reason
+    assert admission(entity_city=entity_city, service_city=service_city)["codes"] == ["A1.1.1-5"]
+
+
+@pytest.mark.parametrize(
+    ("city", "service_city", "codes"),
+    [
+        ("杭州市", "杭州", None),
+        ("杭州", "杭州市", None),
+        ("宁波", "杭州", ["A1.1.1-5"]),
+        ("  ", "  ", ["A1.1.1-5"]),
+    ],
+)
+def test_A1_1_1_5_for_applied_v2_compares_address_city(
+    city: str, service_city: str, codes: list[str] | None
+):
+    address = {**ADDRESS, "city": city}
+    report = run(
+        [
+            applied_v2(U, "2026-03-10", address=address, service_city=service_city),
+            admitted(U, "2026-03-11"),
+        ]
+    )
+    assert report["outcomes"][0]["outcome"] == "accepted"
+    assert last(report).get("codes") == codes
 
 
 # --- A1.1.2 ---------------------------------------------------------------------------

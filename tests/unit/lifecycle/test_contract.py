@@ -451,6 +451,7 @@ def test_json_schemas_cover_the_envelope_and_the_eight_payloads():
         "provider.Expelled",
         "provider.ApplicationDeclined",
         "provider.DepositDeducted",
+        "provider.ReadmissionDecided",
         "provider.Applied.v2",
     }
     assert schemas["provider.Applied"]["additionalProperties"] is False

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.factories import (
+    CLEARED,
     COOLDOWN,
     DEPOSIT_FEN,
     EXPULSION_GROUNDS,
@@ -29,6 +30,7 @@ from tests.factories import (
     onboard,
     outcomes,
     plus,
+    readmission_decided,
     run,
     until,
     uscc,
@@ -252,11 +254,15 @@ def test_A1_3_1_no_restriction_with_the_event_means_manual_review(ground: str):
     assert "manual review" in e["reason"]
 
 
-def test_A1_3_1_manual_review_lets_an_application_through():
-    # README decision: the review is the platform's, upstream.
-    report = active_then(expelled(U, EXIT, "A1.2.2-4"), applied(U, plus(EXIT, 1)))
-    assert last(report)["outcome"] == "accepted"
-    assert state(report)["status"] == "applied"
+@pytest.mark.parametrize("ground", ["A1.2.2-4", "A3-2"])
+def test_A1_4_an_application_during_manual_review_is_refused(ground: str):
+    # 1.1 (was: accepted, "the review is the platform's, upstream"): manual review is a
+    # state; every application is refused with A1.4 until provider.ReadmissionDecided.
+    report = active_then(expelled(U, EXIT, ground), applied(U, plus(EXIT, 1)))
+    assert last(report)["outcome"] == "refused"
+    assert last(report)["codes"] == ["A1.4"]
+    assert "manual review" in last(report)["reason"]
+    assert state(report)["status"] == "expelled"
 
 
 # --- A1.3-2: after an A1.2.2-1 expulsion, once A1.1 is met again -----------------------
@@ -297,6 +303,54 @@ def test_A1_3_2_a_refused_reapplication_can_be_fixed_and_resent():
     )
     assert outcomes(report)[-3:] == ["refused", "accepted", "accepted"]
     assert state(report)["status"] == "admitted"
+
+
+def test_A1_3_2_is_discharged_by_a_later_admission():
+    # 1.1: once admitted again, the A1.2.2-1 condition no longer binds; the later exit
+    # brings its own restriction (A1.3-5), and after it an application failing A1.1 is
+    # simply recorded (A1.1 is judged at admission).
+    back = plus(EXIT, 1)
+    leave = plus(back, 30)
+    events = [expelled(U, EXIT, "A1.2.2-1"), *onboard(U, back), exited(U, leave)]
+    cooling = active_then(*events, applied(U, plus(leave, 179), registered_capital_fen=1))
+    assert last(cooling)["codes"] == ["A1.3-5"]
+    report = active_then(
+        *events,
+        applied(U, plus(leave, 180), registered_capital_fen=1),
+        as_of=plus(leave, 180),
+    )
+    assert last(report)["outcome"] == "accepted"
+    e = eligibility_of(active_then(*events, as_of=plus(leave, 180)), U)
+    assert (e["can_apply"], e["clause"], e["requires"]) == (True, None, None)
+
+
+def test_A1_3_2_binds_until_the_admission_not_just_the_application():
+    # A declined application after the expulsion does not discharge A1.3-2.
+    report = active_then(
+        expelled(U, EXIT, "A1.2.2-1"),
+        applied(U, plus(EXIT, 1)),
+        declined(U, plus(EXIT, 2)),
+        applied(U, plus(EXIT, 3), service_city="上海"),
+        as_of=plus(EXIT, 3),
+    )
+    assert outcomes(report)[-3:] == ["accepted", "accepted", "refused"]
+    assert last(report)["codes"] == ["A1.3-2"]
+    assert eligibility_of(report, U)["requires"] == "A1.1"
+
+
+def test_A1_3_2_a_second_A1_2_2_1_expulsion_binds_again():
+    back = plus(EXIT, 1)
+    again = plus(back, 30)
+    report = active_then(
+        expelled(U, EXIT, "A1.2.2-1"),
+        *onboard(U, back),
+        expelled(U, again, "A1.2.2-1"),
+        applied(U, plus(again, 1), is_store_account=True),
+        as_of=plus(again, 1),
+    )
+    assert last(report)["codes"] == ["A1.3-2"]
+    e = eligibility_of(report, U)
+    assert (e["clause"], e["requires"]) == ("A1.3-2", "A1.1")
 
 
 # --- A1.3-3 and A1.3-5: 180 days -----------------------------------------------------
@@ -380,7 +434,8 @@ def test_A1_3_4_a_permanent_ban_holds_even_with_a_readmission_date_in_the_event(
 def test_A1_3_4_an_application_backdated_before_the_first_one_is_still_refused():
     # A permanently banned entity must never open a tenure again (RULEBOOK: "an admission
     # of a permanently banned entity ... is refused"). An Applied whose business time
-    # predates every milestone of the history must not slip past the ban.
+    # predates every milestone of the history must not slip past the ban. 1.1: it is
+    # refused with ORDER alone (it was A1.3-4), before the table's rows are looked at.
     report = active_then(
         expelled(U, EXIT, "A1.2.2-3"),
         applied(U, "2024-06-01"),
@@ -389,6 +444,8 @@ def test_A1_3_4_an_application_backdated_before_the_first_one_is_still_refused()
         as_of="2026-04-01",
     )
     assert outcomes(report)[4] == "refused"
+    assert report["outcomes"][4]["codes"] == ["ORDER"]
+    assert outcomes(report)[5:] == ["refused", "refused"]
     assert state(report)["status"] == "expelled"
 
 
@@ -451,10 +508,12 @@ def test_A1_3_several_exits_an_old_permanent_ban_is_never_forgotten():
 
 
 def test_A1_3_after_manual_review_reentry_a_later_cooldown_applies():
+    # 1.1: the re-entry needs the platform's decision first (it was accepted without one).
     back = plus(EXIT, 1)
     later = plus(back, 60)
     report = active_then(
         expelled(U, EXIT, "A3-2", violations=["A2.2-6"]),
+        readmission_decided(U, back, CLEARED),
         *onboard(U, back),
         exited(U, later),
         applied(U, plus(later, 179)),

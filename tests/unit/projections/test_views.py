@@ -581,7 +581,7 @@ def test_requirements_say_what_is_unmet_who_must_act_and_by_when(store: Store) -
     assert reqs(302) == [("A1.1", "platform", None)]
     assert reqs(303) == [("A1.1.1-3", "provider", None)]
     assert reqs(304) == [("A1.3-5", "provider", "2026-08-28")]
-    assert reqs(305) == [("A1.3-1", "platform", None)]
+    assert reqs(305) == [("A1.4", "platform", None)]  # 1.1: manual review is A1.4
     assert reqs(306) == [("A1.3-1", "platform", None)]
     assert reqs(307) == [("A1.3-2", "provider", None)]
     assert reqs(308) == [("A1.3-1", "provider", "2027-01-01")]
@@ -592,7 +592,7 @@ def test_requirements_say_what_is_unmet_who_must_act_and_by_when(store: Store) -
     platform = rm.requirements(who="platform")
     assert [(i["uscc"], i["clause"]) for i in platform.items] == [
         (uscc(302), "A1.1"),
-        (uscc(305), "A1.3-1"),
+        (uscc(305), "A1.4"),
         (uscc(306), "A1.3-1"),
     ]
     dated = rm.requirements(who="provider", as_of=date(2026, 6, 30))

@@ -195,6 +195,7 @@ def test_schemas_writes_one_json_schema_per_type_and_the_envelope(tmp_path: Path
             "provider.Expelled",
             "provider.ApplicationDeclined",
             "provider.DepositDeducted",
+            "provider.ReadmissionDecided",
             "provider.Applied.v2",
         )
     )
