@@ -2,7 +2,7 @@
 
 A stream has 1-3 providers and random event types, business dates, time zones, flags,
 re-sent records and malformed lines; in half of the streams business dates rise with
-the stream order.
+the stream order. Some hold a manual review (A1.4) and the platform's decision on it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tests.factories import (
     exited,
     expelled,
     line,
+    readmission_decided,
     uscc,
     violation,
 )
@@ -38,6 +39,11 @@ days = st.dates(min_value=FIRST_DAY, max_value=LAST_DAY)
 amounts = st.sampled_from([1, 999, 2_500_000, DEPOSIT_FEN // 2, DEPOSIT_FEN - 1, DEPOSIT_FEN])
 readmissions = st.one_of(
     st.none(),
+    st.just({"permanent": True}),
+    days.map(lambda d: {"until": d.isoformat()}),
+)
+decisions = st.one_of(  # provider.ReadmissionDecided (1.1)
+    st.just({"cleared": True}),
     st.just({"permanent": True}),
     days.map(lambda d: {"until": d.isoformat()}),
 )
@@ -77,6 +83,8 @@ def events_for(draw: st.DrawFn, subject: str, when: str) -> list[dict[str, Any] 
                 "Expelled",
                 "Expelled",
                 "ApplicationDeclined",
+                "ReadmissionDecided",
+                "review",
                 "malformed",
             ]
         )
@@ -101,6 +109,20 @@ def events_for(draw: st.DrawFn, subject: str, when: str) -> list[dict[str, Any] 
         return [expelled(subject, when, ground, readmission=draw(readmissions))]
     if kind == "ApplicationDeclined":
         return [declined(subject, when)]
+    if kind == "ReadmissionDecided":
+        return [readmission_decided(subject, when, draw(decisions))]
+    if kind == "review":
+        # An expulsion without a restriction (manual review, A1.4), an application during
+        # it, the platform's decision, and an application after it.
+        ground = draw(st.sampled_from(["A1.2.2-4", "A3-2"]))
+        return [
+            applied(subject, when),
+            admitted(subject, when),
+            expelled(subject, when, ground),
+            applied(subject, when),
+            readmission_decided(subject, when, draw(decisions)),
+            applied(subject, when),
+        ]
     broken = applied(subject, when)
     broken["data"]["registered_capital_fen"] = -1
     return [draw(st.sampled_from([b"{not json", b"[]", line(broken)]))]

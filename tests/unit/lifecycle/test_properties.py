@@ -2,14 +2,17 @@
 
 (a) replaying the stored events rebuilds the state judged live;
 (b) every input gets exactly one outcome, in input order, and the store's stats match;
-(c) eligibility never says ``can_apply: true`` while a permanent restriction exists.
+(c) eligibility never says ``can_apply: true`` while a permanent restriction exists;
+(d) accepted business dates never go backwards per provider (``ORDER``), and eligibility
+    says what an application on a later day would get (its clause is the refusal code).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from lifecycle.contract import Envelope, parse_record
 from lifecycle.provider import Provider, judge
 from tests.factories import (
     DEPOSIT_FEN,
+    applied,
+    line,
     message,
     popo_app,
     sqlite_env,
@@ -171,9 +176,14 @@ def test_eligibility_never_allows_an_application_while_a_permanent_ban_exists(
         parsed = parse_record(raw)
         if r.outcome != "accepted" or not isinstance(parsed, Envelope):
             continue
+        data = parsed.data
+        if parsed.type == "provider.ReadmissionDecided":
+            # A1.3-1: a permanent restriction the platform's decision set (A1.4)
+            if data["readmission"].get("permanent") is True:
+                bans.setdefault(parsed.subject, []).append(_shanghai_day(raw_time(raw)))
+            continue
         if parsed.type != "provider.Expelled":
             continue
-        data = parsed.data
         # A1.3-4, or A1.3-1 with the permanent restriction that came with the event
         # (the field is the other rulebook's restriction for A1.2.2-4 and A3-2).
         forever = (data["readmission"] or {}).get("permanent") is True
@@ -192,3 +202,49 @@ def test_eligibility_never_allows_an_application_while_a_permanent_ban_exists(
 
 def raw_time(raw: bytes) -> str:
     return str(json.loads(raw)["time"])
+
+
+# --- (d) ORDER, and eligibility agrees with the judgement of an application ----------------
+
+
+@given(streams())
+@PROPERTY
+def test_accepted_business_dates_never_go_backwards_per_provider(raws: list[bytes]):
+    app = popo_app()
+    results = app.process([message(r, f"prop:{i}") for i, r in enumerate(raws)])
+    last_day: dict[str, date] = {}
+    for raw, r in zip(raws, results, strict=True):
+        parsed = parse_record(raw)
+        if not isinstance(parsed, Envelope):
+            continue
+        before = last_day.get(parsed.subject)
+        if r.outcome == "accepted":
+            assert before is None or parsed.business_date >= before
+            last_day[parsed.subject] = parsed.business_date
+        elif r.outcome == "refused" and before is not None and parsed.business_date < before:
+            assert r.codes == ["ORDER"]  # ORDER first, and alone
+        elif r.outcome == "refused":
+            assert "ORDER" not in r.codes
+
+
+@given(streams(), st.integers(0, 400), st.booleans())
+@PROPERTY
+def test_eligibility_clause_is_what_an_application_that_day_is_refused_with(
+    raws: list[bytes], later: int, meets_a11: bool
+):
+    _, live = _live_oracle(raws)
+    for subject, provider in live.items():
+        day = provider.last_business_date + timedelta(days=later)
+        e = provider.eligibility(day)
+        overrides = {} if meets_a11 else {"registered_capital_fen": 1}
+        candidate = parse_record(line(applied(subject, day, **overrides)))
+        assert isinstance(candidate, Envelope)
+        judgement = judge(copy.deepcopy(provider), candidate, datetime(2030, 1, 1, tzinfo=UTC))
+        if e.can_apply is False:
+            assert (judgement.outcome, judgement.codes) == ("refused", [e.clause])
+        elif e.can_apply is None:  # manual review (A1.4)
+            assert (judgement.outcome, judgement.codes) == ("refused", ["A1.4"])
+        elif e.requires == "A1.1" and not meets_a11:
+            assert (judgement.outcome, judgement.codes) == ("refused", ["A1.3-2"])
+        else:
+            assert judgement.outcome == "accepted", (e, judgement)
