@@ -310,7 +310,7 @@ class Story:
             self.violation(clause, rng.choice(["serious", "severe"]) if grave else None)
         expel_on = self.now.date() + timedelta(days=rng.randint(20, 500))
         if ground in ("A1.2.2-4", "A3-2"):
-            kind = rng.choices(["until", "permanent", "none"], [50, 30, 20])[0]
+            kind = rng.choices(["until", "permanent", "none"], [45, 25, 30])[0]
             if kind == "until":
                 days = rng.choice([90, 180, 365, 365, 730])
                 readmission = {"until": (expel_on + timedelta(days=days)).isoformat()}
@@ -373,7 +373,13 @@ class Story:
             return None
         # A1.2.2-4 and A3-2: as the restriction that came with the expulsion says.
         if ended.readmission is None:
-            return None  # manual review (A1.4): nobody guesses
+            # Manual review (A1.4): nobody guesses. Applications are refused until the
+            # platform decides (provider.ReadmissionDecided); some reviews stay pending.
+            if self.chance(0.5):
+                too_early(Clause.A1_4, 5, 60)
+            if not self.chance(0.75):
+                return None
+            return self.decide(ended)
         if ended.readmission.get("permanent"):
             if self.chance(0.25):
                 too_early(Clause.A1_3_1, 30, 700)
@@ -383,4 +389,36 @@ class Story:
             return None
         if self.chance(0.33) and (until - d).days > 20:
             too_early(Clause.A1_3_1, 5, (until - d).days - 1)
+        return until + timedelta(days=rng.randint(0, 120))
+
+    def decide(self, ended: Exit) -> date | None:
+        """The platform's decision on a manual review (A1.4); the day of a new application."""
+        rng = self.rng
+        kind = rng.choices(["until", "permanent", "cleared"], [50, 20, 30])[0]
+        decided = self.now.date() + timedelta(days=rng.randint(7, 90))
+        if kind == "cleared":
+            readmission: dict[str, Any] = {"cleared": True}
+        elif kind == "permanent":
+            readmission = {"permanent": True}
+        else:
+            days = rng.choice([0, 90, 180, 365])  # 0: may apply from the decision day itself
+            readmission = {"until": (decided + timedelta(days=days)).isoformat()}
+        decided = self.on(
+            decided,
+            "ReadmissionDecided",
+            {"decided_by": "平台治理-" + random_person(rng), "readmission": readmission},
+        )
+        if kind == "permanent":
+            if self.chance(0.25):
+                self.after(30, 700, "Applied", self.application, refused=(Clause.A1_3_1,))
+            return None
+        if not self.chance(0.6):
+            return None
+        if kind == "cleared":
+            return decided + timedelta(days=rng.randint(1, 120))
+        until = date.fromisoformat(readmission["until"])
+        if self.chance(0.33) and (until - decided).days > 20:
+            self.after(
+                1, (until - decided).days - 1, "Applied", self.application, refused=(Clause.A1_3_1,)
+            )
         return until + timedelta(days=rng.randint(0, 120))

@@ -121,7 +121,7 @@ def test_outcome_mix_is_realistic(report: dict[str, Any]) -> None:
     assert 0.005 * total < counts["malformed"] < 0.02 * total
     assert 0.001 * total < counts["duplicate"] < 0.01 * total
     codes = {c for o in report["outcomes"] if o["outcome"] == "refused" for c in o["codes"]}
-    assert {"STATE", "A1.3-5", "A1.3-1", "A1.2.1-1", "A1.1.1-2b", "A1.1.2"} <= codes
+    assert {"STATE", "A1.3-5", "A1.3-1", "A1.2.1-1", "A1.1.1-2b", "A1.1.2", "A1.4"} <= codes
     reasons = {o["reason"].split(":")[0] for o in report["outcomes"] if o["outcome"] == "malformed"}
     assert {
         "invalid_json",
@@ -142,7 +142,8 @@ def test_statuses_and_eligibility(report: dict[str, Any]) -> None:
     assert any(
         e["can_apply"] is False and e["from"] and e["from"] > AS_OF.isoformat() for e in eligibility
     )
-    assert any(e["can_apply"] is None for e in eligibility)  # manual review (A1.4)
+    # manual review (A1.4): some still pending, with the platform to act next
+    assert any(e["can_apply"] is None and e["clause"] == "A1.4" for e in eligibility)
     assert any(e["requires"] == "A1.1" for e in eligibility)  # after an A1.2.2-1 expulsion
 
 
@@ -162,6 +163,31 @@ def test_every_expulsion_ground_and_restriction(lines: list[bytes]) -> None:
         e.subject for e in _envelopes(lines) if e.type == "provider.DepositPaid"
     )
     assert any(n >= 2 for n in deposits_paid.values())
+
+
+def test_manual_reviews_end_with_the_platforms_decision(
+    lines: list[bytes], report: dict[str, Any]
+) -> None:
+    # 1.1: provider.ReadmissionDecided after some A1.2.2-4 / A3-2 expulsions without a
+    # restriction, of each kind, all accepted.
+    envelopes = _envelopes(lines)
+    decisions = [e for e in envelopes if e.type == "provider.ReadmissionDecided"]
+    assert {next(iter(d.data["readmission"])) for d in decisions} == {
+        "until",
+        "permanent",
+        "cleared",
+    }
+    decided_ids = {d.id for d in decisions}
+    outcomes = [o["outcome"] for o in report["outcomes"] if o.get("id") in decided_ids]
+    assert set(outcomes) == {"accepted"}
+    last_expulsion: dict[str, Envelope] = {}
+    for e in envelopes:
+        if e.type == "provider.Expelled":
+            last_expulsion[e.subject] = e
+        elif e.type == "provider.ReadmissionDecided":
+            expulsion = last_expulsion[e.subject]
+            assert expulsion.data["readmission"] is None
+            assert expulsion.data["ground"] in ("A1.2.2-4", "A3-2")
 
 
 def test_write(tmp_path: Path) -> None:
