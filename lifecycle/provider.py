@@ -294,7 +294,7 @@ class Provider(Aggregate):
                 f"ORDER: business date {envelope.business_date} (Asia/Shanghai) is before "
                 f"{last}, the date of the provider's last accepted event; business dates "
                 "never go backwards within one provider's history: fix the date upstream "
-                "and send the event again",
+                "and send it again as a new event (this id is now taken)",
             )
 
     def _judge_Applied(self, envelope: Envelope) -> type[Provider.Event]:
