@@ -270,8 +270,8 @@ class Provider(Aggregate):
         """Judge a later event of this entity; record it or raise ``Refused``/``Duplicate``."""
         if envelope.id in self.accepted_ids:
             raise Duplicate(envelope.id)
-        self._judge_order(envelope)
         judge = getattr(self, "_judge_" + _short(envelope.type))
+        self._judge_order(envelope)  # after a duplicate, before the refusal table's rows
         event_class: type[Provider.Event] = judge(envelope)
         fields = _event_fields(envelope, recorded_at)
         if issubclass(event_class, Provider.ApplicationEvent):
