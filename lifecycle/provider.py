@@ -60,10 +60,18 @@ class Provider(Aggregate):
         ce_source: str
         data: dict[str, Any]
         recorded_at: datetime
+        #: The inbound CloudEvents extension attributes (CONTRACT.md 1.1); read them with
+        #: :attr:`extensions`, which also serves events stored before 1.1 (without them).
+        ce_extensions: dict[str, Any]
 
         @property
         def business_date(self) -> date:
             return business_date(self.timestamp)
+
+        @property
+        def extensions(self) -> dict[str, Any]:
+            """The inbound event's extension attributes (``{}`` for events stored before 1.1)."""
+            return self.__dict__.get("ce_extensions") or {}
 
         def apply(self, aggregate: Any) -> None:
             aggregate.accepted_ids.add(self.ce_id)
@@ -346,6 +354,7 @@ def _event_fields(envelope: Envelope, recorded_at: datetime) -> dict[str, Any]:
         "ce_source": envelope.source,
         "data": envelope.data,
         "recorded_at": recorded_at,
+        "ce_extensions": dict(envelope.extensions),
     }
 
 
