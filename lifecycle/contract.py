@@ -369,9 +369,10 @@ def _wire_schema(schema: dict[str, Any]) -> None:
 class Envelope(_Strict):
     """A CloudEvents 1.0 envelope (JSON structured mode) of a provider lifecycle event.
 
-    Attributes other than :data:`CE_ATTRIBUTES` are its extension attributes
-    (:attr:`extensions`); ``model_dump`` gives them back at the top level, so a dumped
-    envelope is the CloudEvent as received.
+    Any other attribute is an extension attribute (name [a-z0-9]{1,20}; a string, an
+    integer or a boolean), kept with the event; sequence and recordedtime are the
+    service's own and never inbound. Dumped, the extension attributes are at the top
+    level again: the CloudEvent as received.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_wire_schema)
@@ -438,7 +439,7 @@ class Malformed:
         return self.reason.split(":", 1)[0]
 
 
-#: The codes of the JSON rules, in the order the checked path applies them.
+#: The reason codes of the JSON rules (CONTRACT.md, I-JSON), one per rule.
 JSON_RULE_CODES: Final = (
     "invalid_encoding",
     "byte_order_mark",
@@ -448,6 +449,7 @@ JSON_RULE_CODES: Final = (
     "integer_out_of_range",
     "date_out_of_range",
 )
+#: Every reason code of a malformed record that the parser gives.
 MALFORMED_CODES: Final = (
     "invalid_json",
     "not_an_object",
@@ -594,10 +596,6 @@ def _parse_checked(raw: bytes | str) -> Envelope | Malformed:
         return Malformed(
             f"unknown_type: {_quote(event_type)} is not a provider event type", ce_id, subject
         )
-    for name, value in obj.items():
-        problem = None if name in CE_ATTRIBUTES else extension_problem(name, value)
-        if problem is not None:
-            return Malformed(f"invalid_envelope: {problem}", ce_id, subject)
     try:
         envelope = _ENVELOPE_JSON.validate_python(obj)
     except ValidationError as exc:
@@ -606,6 +604,10 @@ def _parse_checked(raw: bytes | str) -> Envelope | Malformed:
             return Malformed(f"date_out_of_range: {reason}", ce_id, subject)
         if any(e["loc"][:1] == ("subject",) for e in exc.errors()):
             return Malformed(f"invalid_subject: {_describe(exc)}", ce_id, subject)
+        for name, value in obj.items():  # say which extension attribute, and why
+            problem = None if name in CE_ATTRIBUTES else extension_problem(name, value)
+            if problem is not None:
+                return Malformed(f"invalid_envelope: {problem}", ce_id, subject)
         return Malformed(f"invalid_envelope: {_describe(exc)}", ce_id, subject)
     version = payload_version(envelope.type, envelope.dataschema)
     if version is None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lifecycle.rules import business_date
@@ -26,6 +28,7 @@ from tests.factories import (
     uscc,
     violation,
 )
+from tests.strategies import hostile_records
 
 U = uscc(51)
 V = uscc(52)
@@ -363,3 +366,22 @@ def test_evaluate_always_prints_its_json_and_exits_0(tmp_path: Path):
         [x for x in path.read_bytes().split(b"\n") if x.strip()]
     )  # one outcome per non-blank line (the UTF-16 one may split in several)
     assert list(report["providers"]) == [U]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(hostile_records(), min_size=1, max_size=6))
+def test_evaluate_gives_one_outcome_per_hostile_line_and_writable_json(lines: list[bytes]):
+    from lifecycle.evaluate import evaluate
+
+    records = [r for r in lines if r.strip()]
+    report = evaluate([r + b"\n" for r in records], date(2026, 6, 1))
+    assert len(report["outcomes"]) == len(records)
+    for entry in report["outcomes"]:
+        assert entry["outcome"] in {"accepted", "refused", "malformed", "duplicate"}
+        if entry["outcome"] == "malformed":
+            assert not entry["reason"].startswith("internal_error"), entry["reason"]
+    json.dumps(report, ensure_ascii=False).encode("utf-8")  # strict: no lone surrogate
