@@ -355,6 +355,23 @@ def test_the_list_filters_answer_every_date_up_to_9999_12_31(store: Store) -> No
     } == {exited_}
 
 
+def test_the_segments_answer_the_first_and_the_last_day_too() -> None:
+    from lifecycle.eligibility import Milestone, eligibility
+    from projections.documents import eligibility_segments
+
+    history = [
+        Milestone(date(2025, 1, 1), "applied"),
+        Milestone(date(2025, 6, 1), "exited"),
+        Milestone(date(2025, 12, 1), "applied"),
+        Milestone(date(2026, 1, 1), "expelled", ground="A1.2.2-3"),  # permanent
+    ]
+    segments = eligibility_segments(history)
+    for day in (date.min, date(2025, 6, 1), date(2025, 11, 28), date(9999, 12, 30), date.max):
+        [segment] = [s for s in segments if s.covers(day)]
+        verdict = eligibility(history, day)
+        assert (segment.can_apply, segment.clause) == (verdict.can_apply, verdict.clause), day
+
+
 def test_evaluate_and_the_read_model_answer_alike_as_of_any_date(store: Store) -> None:
     from lifecycle.evaluate import evaluate
 
