@@ -489,146 +489,6 @@ def _date_errors(error: ValidationError) -> bool:
     return any(e["type"] == "date_out_of_range" for e in error.errors())
 
 
-def parse_record(raw: bytes | str) -> Envelope | Malformed:
-    """Parse one record into an envelope with a validated payload, or say why not.
-
-    Never raises: whatever the bytes, the answer is an envelope or a :class:`Malformed`.
-    """
-    try:
-        return _parse_valid_v1(raw) or _parse_checked(raw)
-    except Exception as exc:  # a bug must not stall a partition: the record is malformed
-        return _internal_error(exc)
-
-
-_UTF8_BOM = codecs.BOM_UTF8
-_NUL_ESCAPE = b"\\u0000"
-_SPACE_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
-
-
-def _parse_valid_v1(raw: bytes | str) -> Envelope | None:
-    """The common case in one pass of pydantic-core: a valid event with a v1 payload.
-
-    ``None`` sends the record down :func:`parse_record_checked`, which accepts exactly
-    the same records and says why the others are malformed. A valid payload is already
-    canonical (strict formats, no defaults), so it is kept as it came.
-
-    pydantic-core's JSON parser already refuses what is not UTF-8, a byte-order mark and
-    lone surrogates (escaped or not); the models bound every integer and date. What it
-    lets through is U+0000 written ``\u0000`` (sent down the checked path) and a member
-    name given twice (the last wins), which the member count below detects.
-    """
-    if type(raw) is not bytes or _NUL_ESCAPE in raw or raw.startswith(_UTF8_BOM):
-        return None
-    try:
-        envelope = _ENVELOPE_JSON.validate_json(raw)
-        if envelope.dataschema is not None:
-            return None
-        model = PAYLOADS[envelope.type]
-        model.model_validate(envelope.data)
-    except (ValidationError, ValueError, RecursionError):
-        return None
-    if len(envelope.data) != len(model.model_fields):
-        return None  # a defaulted field was left out: store the canonical form
-    # I-JSON: no member name twice. In valid JSON every member name is a string followed
-    # by ``:``; without whitespace in between, each ends in ``":``, and ``":`` elsewhere
-    # can only be inside a string (an escaped quote). So the count of ``":`` is at least
-    # the number of member names in the record; it equals the number of distinct ones
-    # parsed only when no object repeats a name.
-    if raw.count(b'":') != _members(envelope) or _SPACE_BEFORE_COLON.search(raw):
-        return None
-    return envelope
-
-
-def _members(envelope: Envelope) -> int:
-    """How many members the parsed record has (repeated names collapsed), at every depth."""
-    return len(envelope.model_fields_set) + _members_of(envelope.data)  # extensions too
-
-
-def _members_of(value: Any) -> int:
-    is_object = type(value) is dict
-    count = len(value) if is_object else 0
-    for item in value.values() if is_object else value:
-        kind = type(item)
-        if kind is dict or kind is list:
-            count += _members_of(item)
-    return count
-
-
-def parse_record_checked(raw: bytes | str) -> Envelope | Malformed:
-    """Step by step, so a malformed record gets a precise, machine-readable reason."""
-    try:
-        return _parse_checked(raw)
-    except Exception as exc:  # a bug must not stall a partition: the record is malformed
-        return _internal_error(exc)
-
-
-def _internal_error(exc: Exception) -> Malformed:
-    return Malformed(f"internal_error: parsing raised {type(exc).__name__}")
-
-
-def _parse_checked(raw: bytes | str) -> Envelope | Malformed:
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    if data.startswith(_UTF8_BOM):
-        # Malformed, but say whose record it is when the rest can be read.
-        rest = _decode(data[len(_UTF8_BOM) :])
-        obj = _loads(rest) if isinstance(rest, str) else None
-        ce_id, subject = _identity(obj)
-        return Malformed(
-            "byte_order_mark: the record starts with a byte-order mark (EF BB BF); "
-            "records are UTF-8 without one (I-JSON, RFC 7493 §2.1)",
-            ce_id,
-            subject,
-        )
-    text = _decode(data)
-    if isinstance(text, Malformed):
-        return text
-    obj = _loads(text)
-    if isinstance(obj, Malformed):
-        return obj
-    breach = _json_rule_breach(obj)
-    if breach is not None:
-        return Malformed(breach, *_identity(obj))
-    if not isinstance(obj, dict):
-        return Malformed(f"not_an_object: the record is a JSON {type(obj).__name__}")
-    ce_id, subject = _identity(obj)
-    event_type = obj.get("type")
-    if isinstance(event_type, str) and event_type not in PAYLOADS:
-        return Malformed(
-            f"unknown_type: {_quote(event_type)} is not a provider event type", ce_id, subject
-        )
-    try:
-        envelope = _ENVELOPE_JSON.validate_python(obj)
-    except ValidationError as exc:
-        if _date_errors(exc):
-            reason = _describe(exc, only="date_out_of_range")
-            return Malformed(f"date_out_of_range: {reason}", ce_id, subject)
-        if any(e["loc"][:1] == ("subject",) for e in exc.errors()):
-            return Malformed(f"invalid_subject: {_describe(exc)}", ce_id, subject)
-        for name, value in obj.items():  # say which extension attribute, and why
-            problem = None if name in CE_ATTRIBUTES else extension_problem(name, value)
-            if problem is not None:
-                return Malformed(f"invalid_envelope: {problem}", ce_id, subject)
-        return Malformed(f"invalid_envelope: {_describe(exc)}", ce_id, subject)
-    version = payload_version(envelope.type, envelope.dataschema)
-    if version is None:
-        return Malformed(
-            f"invalid_envelope: dataschema: {_quote(envelope.dataschema or '')} names a "
-            f"version of {envelope.type} this service does not know",
-            ce_id,
-            subject,
-        )
-    try:
-        payload = payload_model(envelope.type, version).model_validate(envelope.data)
-    except ValidationError as exc:
-        if _date_errors(exc):
-            reason = _describe(exc, "data.", only="date_out_of_range")
-            return Malformed(f"date_out_of_range: {reason}", ce_id, subject)
-        return Malformed(f"invalid_data: {_describe(exc, 'data.')}", ce_id, subject)
-    # Keep the payload in its canonical JSON form (dates as strings) for storage.
-    canonical = payload.model_dump(mode="json")
-    return envelope.model_copy(update={"data": canonical})
-
-
 # --- the JSON rules, step by step -------------------------------------------------------
 
 _I_JSON = "I-JSON, RFC 7493"
@@ -789,6 +649,146 @@ def _identity(obj: Any) -> tuple[str | None, str | None]:
 
     ce_id = readable("id")
     return ce_id or None, readable("subject")
+
+
+def parse_record(raw: bytes | str) -> Envelope | Malformed:
+    """Parse one record into an envelope with a validated payload, or say why not.
+
+    Never raises: whatever the bytes, the answer is an envelope or a :class:`Malformed`.
+    """
+    try:
+        return _parse_valid_v1(raw) or _parse_checked(raw)
+    except Exception as exc:  # a bug must not stall a partition: the record is malformed
+        return _internal_error(exc)
+
+
+_UTF8_BOM = codecs.BOM_UTF8
+_NUL_ESCAPE = b"\\u0000"
+_SPACE_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
+
+
+def _parse_valid_v1(raw: bytes | str) -> Envelope | None:
+    """The common case in one pass of pydantic-core: a valid event with a v1 payload.
+
+    ``None`` sends the record down :func:`parse_record_checked`, which accepts exactly
+    the same records and says why the others are malformed. A valid payload is already
+    canonical (strict formats, no defaults), so it is kept as it came.
+
+    pydantic-core's JSON parser already refuses what is not UTF-8, a byte-order mark and
+    lone surrogates (escaped or not); the models bound every integer and date. What it
+    lets through is U+0000 written ``\u0000`` (sent down the checked path) and a member
+    name given twice (the last wins), which the member count below detects.
+    """
+    if type(raw) is not bytes or _NUL_ESCAPE in raw or raw.startswith(_UTF8_BOM):
+        return None
+    try:
+        envelope = _ENVELOPE_JSON.validate_json(raw)
+        if envelope.dataschema is not None:
+            return None
+        model = PAYLOADS[envelope.type]
+        model.model_validate(envelope.data)
+    except (ValidationError, ValueError, RecursionError):
+        return None
+    if len(envelope.data) != len(model.model_fields):
+        return None  # a defaulted field was left out: store the canonical form
+    # I-JSON: no member name twice. In valid JSON every member name is a string followed
+    # by ``:``; without whitespace in between, each ends in ``":``, and ``":`` elsewhere
+    # can only be inside a string (an escaped quote). So the count of ``":`` is at least
+    # the number of member names in the record; it equals the number of distinct ones
+    # parsed only when no object repeats a name.
+    if raw.count(b'":') != _members(envelope) or _SPACE_BEFORE_COLON.search(raw):
+        return None
+    return envelope
+
+
+def _members(envelope: Envelope) -> int:
+    """How many members the parsed record has (repeated names collapsed), at every depth."""
+    return len(envelope.model_fields_set) + _members_of(envelope.data)  # extensions too
+
+
+def _members_of(value: Any) -> int:
+    is_object = type(value) is dict
+    count = len(value) if is_object else 0
+    for item in value.values() if is_object else value:
+        kind = type(item)
+        if kind is dict or kind is list:
+            count += _members_of(item)
+    return count
+
+
+def parse_record_checked(raw: bytes | str) -> Envelope | Malformed:
+    """Step by step, so a malformed record gets a precise, machine-readable reason."""
+    try:
+        return _parse_checked(raw)
+    except Exception as exc:  # a bug must not stall a partition: the record is malformed
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> Malformed:
+    return Malformed(f"internal_error: parsing raised {type(exc).__name__}")
+
+
+def _parse_checked(raw: bytes | str) -> Envelope | Malformed:
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if data.startswith(_UTF8_BOM):
+        # Malformed, but say whose record it is when the rest can be read.
+        rest = _decode(data[len(_UTF8_BOM) :])
+        obj = _loads(rest) if isinstance(rest, str) else None
+        ce_id, subject = _identity(obj)
+        return Malformed(
+            "byte_order_mark: the record starts with a byte-order mark (EF BB BF); "
+            "records are UTF-8 without one (I-JSON, RFC 7493 §2.1)",
+            ce_id,
+            subject,
+        )
+    text = _decode(data)
+    if isinstance(text, Malformed):
+        return text
+    obj = _loads(text)
+    if isinstance(obj, Malformed):
+        return obj
+    breach = _json_rule_breach(obj)
+    if breach is not None:
+        return Malformed(breach, *_identity(obj))
+    if not isinstance(obj, dict):
+        return Malformed(f"not_an_object: the record is a JSON {type(obj).__name__}")
+    ce_id, subject = _identity(obj)
+    event_type = obj.get("type")
+    if isinstance(event_type, str) and event_type not in PAYLOADS:
+        return Malformed(
+            f"unknown_type: {_quote(event_type)} is not a provider event type", ce_id, subject
+        )
+    try:
+        envelope = _ENVELOPE_JSON.validate_python(obj)
+    except ValidationError as exc:
+        if _date_errors(exc):
+            reason = _describe(exc, only="date_out_of_range")
+            return Malformed(f"date_out_of_range: {reason}", ce_id, subject)
+        if any(e["loc"][:1] == ("subject",) for e in exc.errors()):
+            return Malformed(f"invalid_subject: {_describe(exc)}", ce_id, subject)
+        for name, value in obj.items():  # say which extension attribute, and why
+            problem = None if name in CE_ATTRIBUTES else extension_problem(name, value)
+            if problem is not None:
+                return Malformed(f"invalid_envelope: {problem}", ce_id, subject)
+        return Malformed(f"invalid_envelope: {_describe(exc)}", ce_id, subject)
+    version = payload_version(envelope.type, envelope.dataschema)
+    if version is None:
+        return Malformed(
+            f"invalid_envelope: dataschema: {_quote(envelope.dataschema or '')} names a "
+            f"version of {envelope.type} this service does not know",
+            ce_id,
+            subject,
+        )
+    try:
+        payload = payload_model(envelope.type, version).model_validate(envelope.data)
+    except ValidationError as exc:
+        if _date_errors(exc):
+            reason = _describe(exc, "data.", only="date_out_of_range")
+            return Malformed(f"date_out_of_range: {reason}", ce_id, subject)
+        return Malformed(f"invalid_data: {_describe(exc, 'data.')}", ce_id, subject)
+    # Keep the payload in its canonical JSON form (dates as strings) for storage.
+    canonical = payload.model_dump(mode="json")
+    return envelope.model_copy(update={"data": canonical})
 
 
 def payload_json_schemas() -> dict[str, dict[str, Any]]:

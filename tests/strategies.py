@@ -53,80 +53,7 @@ applications = st.one_of(
 )
 
 
-def _time(d: date, hour: int, utc: bool) -> str:
-    return (
-        f"{d.isoformat()}T{hour:02d}:30:00Z" if utc else f"{d.isoformat()}T{hour:02d}:30:00+08:00"
-    )
-
-
-@st.composite
-def events_for(draw: st.DrawFn, subject: str, when: str) -> list[dict[str, Any] | bytes]:
-    """One random event, or an onboarding (Applied, Admitted, full deposit) at once."""
-    kind = draw(
-        st.sampled_from(
-            [
-                "onboard",
-                "onboard",
-                "Applied",
-                "Applied",
-                "Admitted",
-                "DepositPaid",
-                "DepositDeducted",
-                "ViolationRecorded",
-                "Exited",
-                "Exited",
-                "Expelled",
-                "Expelled",
-                "ApplicationDeclined",
-                "malformed",
-            ]
-        )
-    )
-    if kind == "onboard":
-        return [applied(subject, when), admitted(subject, when), deposit_paid(subject, when)]
-    if kind == "Applied":
-        return [applied(subject, when, **draw(applications))]
-    if kind == "Admitted":
-        return [admitted(subject, when)]
-    if kind == "DepositPaid":
-        return [deposit_paid(subject, when, draw(amounts))]
-    if kind == "DepositDeducted":
-        return [deposit_deducted(subject, when, draw(amounts))]
-    if kind == "ViolationRecorded":
-        return [violation(subject, when, draw(st.sampled_from(ARTICLE_2)))]
-    if kind == "Exited":
-        flags = draw(st.sampled_from([(True, True)] * 3 + [(False, True), (True, False)]))
-        return [exited(subject, when, settled=flags[0], fulfilled=flags[1])]
-    if kind == "Expelled":
-        ground = draw(st.sampled_from(EXPULSION_GROUNDS))
-        return [expelled(subject, when, ground, readmission=draw(readmissions))]
-    if kind == "ApplicationDeclined":
-        return [declined(subject, when)]
-    broken = applied(subject, when)
-    broken["data"]["registered_capital_fen"] = -1
-    return [draw(st.sampled_from([b"{not json", b"[]", line(broken)]))]
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> list[bytes]:
-    """Random streams; in half of them business dates rise with the stream order."""
-    subjects = SUBJECTS[: draw(st.integers(1, 3))]
-    size = draw(st.integers(1, 20))
-    dates = draw(st.lists(days, min_size=size, max_size=size))
-    if draw(st.booleans()):
-        dates.sort()
-    out: list[dict[str, Any] | bytes] = []
-    for d in dates:
-        if out and draw(st.integers(0, 9)) == 0:
-            out.append(draw(st.sampled_from(out)))  # a re-sent record: same id
-            continue
-        subject = draw(st.sampled_from(subjects))
-        when = _time(d, draw(st.integers(0, 23)), draw(st.booleans()))
-        out += draw(events_for(subject, when))
-    return [line(e) for e in out]
-
-
-# --- hostile records (CONTRACT.md 1.1 JSON rules): what the parser must survive -------------
+# --- records against the JSON rules (CONTRACT.md 1.1, I-JSON): what the parser must survive --
 #
 # A record is built as a JSON text from a tree whose objects are ``Members`` (a list of
 # name/value pairs, so a name may repeat), then serialised by hand: strings may hold lone
@@ -245,7 +172,7 @@ VALID_EVENTS = _valid_events()
 
 
 @st.composite
-def hostile_records(draw: st.DrawFn) -> bytes:
+def json_rule_records(draw: st.DrawFn) -> bytes:
     """A valid event with 0-3 edits, each anywhere in it: a member's value replaced by any
     JSON value, a member added (maybe under a name it already has) or one removed; then
     written in ASCII or raw, compact or spaced, now and then UTF-16 or after a BOM."""
@@ -273,3 +200,76 @@ def hostile_records(draw: st.DrawFn) -> bytes:
     if wrapping == "cut":
         return raw[: draw(st.integers(0, len(raw)))]
     return raw
+
+
+def _time(d: date, hour: int, utc: bool) -> str:
+    return (
+        f"{d.isoformat()}T{hour:02d}:30:00Z" if utc else f"{d.isoformat()}T{hour:02d}:30:00+08:00"
+    )
+
+
+@st.composite
+def events_for(draw: st.DrawFn, subject: str, when: str) -> list[dict[str, Any] | bytes]:
+    """One random event, or an onboarding (Applied, Admitted, full deposit) at once."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "onboard",
+                "onboard",
+                "Applied",
+                "Applied",
+                "Admitted",
+                "DepositPaid",
+                "DepositDeducted",
+                "ViolationRecorded",
+                "Exited",
+                "Exited",
+                "Expelled",
+                "Expelled",
+                "ApplicationDeclined",
+                "malformed",
+            ]
+        )
+    )
+    if kind == "onboard":
+        return [applied(subject, when), admitted(subject, when), deposit_paid(subject, when)]
+    if kind == "Applied":
+        return [applied(subject, when, **draw(applications))]
+    if kind == "Admitted":
+        return [admitted(subject, when)]
+    if kind == "DepositPaid":
+        return [deposit_paid(subject, when, draw(amounts))]
+    if kind == "DepositDeducted":
+        return [deposit_deducted(subject, when, draw(amounts))]
+    if kind == "ViolationRecorded":
+        return [violation(subject, when, draw(st.sampled_from(ARTICLE_2)))]
+    if kind == "Exited":
+        flags = draw(st.sampled_from([(True, True)] * 3 + [(False, True), (True, False)]))
+        return [exited(subject, when, settled=flags[0], fulfilled=flags[1])]
+    if kind == "Expelled":
+        ground = draw(st.sampled_from(EXPULSION_GROUNDS))
+        return [expelled(subject, when, ground, readmission=draw(readmissions))]
+    if kind == "ApplicationDeclined":
+        return [declined(subject, when)]
+    broken = applied(subject, when)
+    broken["data"]["registered_capital_fen"] = -1
+    return [draw(st.sampled_from([b"{not json", b"[]", line(broken)]))]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[bytes]:
+    """Random streams; in half of them business dates rise with the stream order."""
+    subjects = SUBJECTS[: draw(st.integers(1, 3))]
+    size = draw(st.integers(1, 20))
+    dates = draw(st.lists(days, min_size=size, max_size=size))
+    if draw(st.booleans()):
+        dates.sort()
+    out: list[dict[str, Any] | bytes] = []
+    for d in dates:
+        if out and draw(st.integers(0, 9)) == 0:
+            out.append(draw(st.sampled_from(out)))  # a re-sent record: same id
+            continue
+        subject = draw(st.sampled_from(subjects))
+        when = _time(d, draw(st.integers(0, 23)), draw(st.booleans()))
+        out += draw(events_for(subject, when))
+    return [line(e) for e in out]

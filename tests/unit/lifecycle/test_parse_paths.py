@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lifecycle.contract import Envelope, Malformed, parse_record, parse_record_checked
 from service.demo import generate
-from tests.strategies import hostile_records
+from tests.strategies import json_rule_records
 from tests.unit.lifecycle.test_contract import CODES
 
 SAMPLE = list(generate(providers=150, seed=29))
@@ -52,7 +52,7 @@ def test_fast_and_checked_paths_agree_on_damaged_records(index: int, cut: int, j
 
 
 @HOSTILE
-@given(hostile_records())
+@given(json_rule_records())
 @example(b'{"id":"a","id":"b"}')
 @example(b'{"specversion":"1.0","data":{"a":"\\u0000"}}')
 @example(b'{"a":"\\ud800\\u0041"}')
@@ -73,7 +73,7 @@ def test_parse_record_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 
 
 @HOSTILE
-@given(hostile_records())
+@given(json_rule_records())
 def test_what_parses_keeps_every_json_rule(raw: bytes) -> None:
     """An accepted record is I-JSON: UTF-8, no BOM, unique names, clean strings, safe ints."""
     parsed = parse_record(raw)

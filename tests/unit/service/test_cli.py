@@ -28,7 +28,7 @@ from tests.factories import (
     uscc,
     violation,
 )
-from tests.strategies import hostile_records
+from tests.strategies import json_rule_records
 
 U = uscc(51)
 V = uscc(52)
@@ -373,7 +373,7 @@ def test_evaluate_always_prints_its_json_and_exits_0(tmp_path: Path):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(st.lists(hostile_records(), min_size=1, max_size=6))
+@given(st.lists(json_rule_records(), min_size=1, max_size=6))
 def test_evaluate_gives_one_outcome_per_hostile_line_and_writable_json(lines: list[bytes]):
     from lifecycle.evaluate import evaluate
 
