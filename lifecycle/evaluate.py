@@ -19,9 +19,6 @@ from lifecycle.provider import Provider
 
 BATCH = 500
 
-#: The outcomes that make a subject one of ``providers`` (CONTRACT.md).
-LISTED = frozenset({"accepted", "refused"})
-
 
 def outcome_entry(result: Result, line: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": result.id, "outcome": result.outcome}
@@ -75,9 +72,10 @@ def evaluate(lines: Iterable[bytes], as_of: date) -> dict[str, Any]:
     batch: list[tuple[int, InboundMessage]] = []
 
     def flush() -> None:
-        for (line, _), result in zip(batch, _process(app, [m for _, m in batch]), strict=True):
+        results = _process(app, [m for _, m in batch])
+        for (line, _), result in zip(batch, results, strict=True):
             outcomes.append(outcome_entry(result, line))
-            if result.outcome in LISTED and result.subject:
+            if result.outcome in ("accepted", "refused") and result.subject:
                 subjects.setdefault(result.subject)
         batch.clear()
 
