@@ -62,7 +62,8 @@ class Provider(Aggregate):
         recorded_at: datetime
         #: The inbound CloudEvents extension attributes (CONTRACT.md 1.1); read them with
         #: :attr:`extensions`, which also serves events stored before 1.1 (without them).
-        ce_extensions: dict[str, Any]
+        #: Keyword-only with a default, so an event built as 1.0 built it still can be.
+        ce_extensions: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
         @property
         def business_date(self) -> date:
