@@ -471,7 +471,11 @@ def _quote(text: str, limit: int = 40) -> str:
 
 
 def _where(loc: tuple[Any, ...]) -> str:
-    return ".".join(_quote(str(p))[1:-1] for p in loc) or "(root)"
+    """A location for a reason (``data.contact.name``); a very deep one keeps its ends."""
+    parts = [_quote(str(p))[1:-1] for p in loc]
+    if len(parts) > 8:
+        parts = [*parts[:4], f"…({len(parts) - 7} more)…", *parts[-3:]]
+    return ".".join(parts) or "(root)"
 
 
 def _describe(error: ValidationError, prefix: str = "", only: str | None = None) -> str:

@@ -32,6 +32,8 @@ def assert_paths_agree(raw: bytes) -> Envelope | Malformed:
     else:
         assert fast == checked
         assert checked.code in CODES, checked.reason
+        # Short, whatever the record: an x-error header is at most 1 KiB (CONTRACT.md).
+        assert len(checked.reason.encode("utf-8")) <= 1024, checked.reason
     return checked
 
 
@@ -60,6 +62,8 @@ def test_fast_and_checked_paths_agree_on_damaged_records(index: int, cut: int, j
 @example(b'{"a":"\xed\xa0\x80"}')
 @example(b'{"a":' + b"9" * 5000 + b"}")
 @example(b"[" * 5000 + b"]" * 5000)
+@example(b'{"a":' + b"[" * 900 + b'"\\u0000"' + b"]" * 900 + b"}")
+@example(b'{"type":"provider.' + b"X" * 600_000 + b'"}')
 def test_parse_record_never_raises_and_the_paths_agree_on_hostile_json(raw: bytes) -> None:
     # Lone surrogates (escaped and raw), U+0000, repeated names, huge integers, deep
     # arrays, every JSON type in every field, BOMs, UTF-16, cut records.
