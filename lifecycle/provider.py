@@ -63,10 +63,19 @@ class Provider(Aggregate):
         ce_source: str
         data: dict[str, Any]
         recorded_at: datetime
+        #: The inbound CloudEvents extension attributes (CONTRACT.md 1.1); read them with
+        #: :attr:`extensions`, which also serves events stored before 1.1 (without them).
+        #: Keyword-only with a default, so an event built as 1.0 built it still can be.
+        ce_extensions: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
         @property
         def business_date(self) -> date:
             return business_date(self.timestamp)
+
+        @property
+        def extensions(self) -> dict[str, Any]:
+            """The inbound event's extension attributes (``{}`` for events stored before 1.1)."""
+            return self.__dict__.get("ce_extensions") or {}
 
         def apply(self, aggregate: Any) -> None:
             aggregate.accepted_ids.add(self.ce_id)
@@ -403,6 +412,7 @@ def _event_fields(envelope: Envelope, recorded_at: datetime) -> dict[str, Any]:
         "ce_source": envelope.source,
         "data": envelope.data,
         "recorded_at": recorded_at,
+        "ce_extensions": dict(envelope.extensions),
     }
 
 

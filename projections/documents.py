@@ -24,7 +24,9 @@ from lifecycle.eligibility import Milestone, Standing, eligibility, restriction_
 from lifecycle.provider import Provider
 from lifecycle.rules import DEPOSIT_FEN, Clause
 
-#: The open interval bounds of eligibility segments (valid_from ≤ D < valid_to).
+#: The bounds of eligibility segments. A segment holds the dates valid_from ≤ D < valid_to;
+#: the last one ends at ``LAST_DAY`` and holds that day too (:meth:`Segment.covers`), so
+#: every date from ``FIRST_DAY`` to ``LAST_DAY`` (9999-12-31) is answered.
 FIRST_DAY = date.min
 LAST_DAY = date.max
 
@@ -75,6 +77,10 @@ class Segment:
     valid_to: date
     can_apply: bool | None
     clause: str | None
+
+    def covers(self, day: date) -> bool:
+        """Whether ``day`` is in the segment (the SQL filter in ``projections.reader`` too)."""
+        return self.valid_from <= day and (day < self.valid_to or self.valid_to == LAST_DAY)
 
 
 def eligibility_segments(milestones: Sequence[Milestone]) -> list[Segment]:
@@ -253,6 +259,34 @@ def provider_state(p: Provider, updated_at: datetime | None) -> dict[str, Any]:
             status, p.deposit_balance_fen, p.deposit_shortfall_fen, unmet, r
         ),
         "updated_at": iso_utc(updated_at) if updated_at else None,
+    }
+
+
+def unrecorded_state(uscc: str) -> dict[str, Any]:
+    """The state of an entity with no accepted event (up to the date asked), in the shape of
+    :func:`provider_state`: no status, no deposit, no violations, eligible as if never seen.
+
+    The read API answers with it for a USCC that has records but no provider to show: only
+    refused (or malformed, or duplicate) records, or none of its events dated by then.
+    """
+    return {
+        "uscc": uscc,
+        "company_name": None,
+        "city": None,
+        "entity_city": None,
+        "address": None,
+        "status": None,
+        "deposit_balance_fen": 0,
+        "deposit_shortfall_fen": 0,
+        "violations": 0,
+        "violation_list": [],
+        "unmet": [],
+        "contact": None,
+        "applied_on": None,
+        "admitted_on": None,
+        "milestones": [],
+        "requirements": [],
+        "updated_at": None,
     }
 
 

@@ -176,12 +176,13 @@ class SqlReadModel:
                 )
                 params += [_like(f.q), _like(f.q)]
             if f.can_apply is not None:
+                # Segment.covers: the last segment (valid_to = LAST_DAY) holds that day too.
                 where.append(
                     f"EXISTS (SELECT 1 FROM {table_name(g, 'eligibility')} e "
-                    "WHERE e.uscc = p.uscc AND e.valid_from <= ? AND ? < e.valid_to "
-                    "AND e.can_apply = ?)"
+                    "WHERE e.uscc = p.uscc AND e.valid_from <= ? "
+                    "AND (? < e.valid_to OR e.valid_to = ?) AND e.can_apply = ?)"
                 )
-                params += [as_of, as_of, f.can_apply]
+                params += [as_of, as_of, d.LAST_DAY, f.can_apply]
             clause = " AND ".join(where)
             provider = table_name(g, "provider")
             total = conn.execute(f"SELECT COUNT(*) FROM {provider} p WHERE {clause}", params)
@@ -195,7 +196,12 @@ class SqlReadModel:
         return self._read(query)
 
     def provider(self, uscc: str, as_of: date | None = None) -> dict[str, Any] | None:
-        """The provider document; with ``as_of``, replayed from the store as of that date."""
+        """The provider document; with ``as_of``, replayed from the store as of that date.
+
+        ``None`` only when nothing at all was recorded for the USCC. One with records but no
+        accepted event (by ``as_of``) has a document with ``status`` null
+        (:func:`~projections.documents.unrecorded_state`), as ``lifecycle evaluate`` says.
+        """
         if as_of is not None:
             return self._provider_as_of(uscc, as_of)
         today = self.today()
@@ -204,17 +210,25 @@ class SqlReadModel:
             rows = conn.execute(
                 f"SELECT doc FROM {table_name(g, 'provider')} WHERE uscc = ?", (uscc,)
             )
-            if not rows:
+            timeline = self._timeline(conn, g, uscc)
+            if rows:
+                state = json.loads(rows[0][0])
+            elif timeline:
+                state = d.unrecorded_state(uscc)  # only refused, malformed or duplicate
+            else:
                 return None
-            return d.provider_document(json.loads(rows[0][0]), today, self._timeline(conn, g, uscc))
+            return d.provider_document(state, today, timeline)
 
         return self._read(query)
 
     def _provider_as_of(self, uscc: str, as_of: date) -> dict[str, Any] | None:
         provider = self.app.provider_as_of(uscc, as_of)
+        everything = self.timeline(uscc)
+        timeline = _until(everything, as_of)
         if provider is None:
-            return None
-        timeline = self.timeline(uscc, as_of)
+            if not everything and self.app.provider(uscc) is None:
+                return None  # nothing at all was recorded for it
+            return d.provider_document(d.unrecorded_state(uscc), as_of, timeline)
         accepted = [t for t in timeline if t["outcome"] == "accepted"]
         updated = accepted[-1]["time"] if accepted else None
         state = d.provider_state(provider, None)
@@ -232,14 +246,7 @@ class SqlReadModel:
                 (uscc,),
             )
         ]
-        if as_of is None:
-            return items
-        cutoff = as_of.isoformat()
-        return [
-            t
-            for t in items
-            if (t["day"] if t["day"] is not None else _recorded_day(t["recorded_at"])) <= cutoff
-        ]
+        return items if as_of is None else _until(items, as_of)
 
     def timeline(self, uscc: str, as_of: date | None = None) -> list[dict[str, Any]]:
         """Every inbound record of the provider in store order (business day ≤ ``as_of``)."""
@@ -395,6 +402,16 @@ class SqlReadModel:
         self.db.close()
         if self.owns_app:
             self.app.close()
+
+
+def _until(items: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]]:
+    """The timeline items of business day ≤ ``as_of`` (a record without one: its recording day)."""
+    cutoff = as_of.isoformat()
+    return [
+        t
+        for t in items
+        if (t["day"] if t["day"] is not None else _recorded_day(t["recorded_at"])) <= cutoff
+    ]
 
 
 def _recorded_day(recorded_at: str) -> str:

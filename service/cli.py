@@ -61,9 +61,24 @@ def evaluate_command(
         print(f"lifecycle evaluate: cannot read {events}: {exc.strerror}", file=sys.stderr)
         raise typer.Exit(2) from exc
     if as_json:
-        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        _write_json(report)
         return
     _print_report(report, day)
+
+
+def _write_json(report: dict[str, Any]) -> None:
+    """The report as one line of JSON, whatever text it holds (CONTRACT.md: always printed)."""
+    try:
+        data = json.dumps(report, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate somewhere: escape it rather than fail
+        data = json.dumps(report, ensure_ascii=True).encode("ascii")
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a text-only stdout: ASCII is safe in any encoding
+        sys.stdout.write(json.dumps(report, ensure_ascii=True) + "\n")
+        return
+    sys.stdout.flush()
+    out.write(data + b"\n")
+    out.flush()
 
 
 def _print_report(report: dict[str, Any], day: date) -> None:

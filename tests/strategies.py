@@ -7,6 +7,7 @@ the stream order. Some hold a manual review (A1.4) and the platform's decision o
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -56,6 +57,155 @@ applications = st.one_of(
     st.just({"capabilities": list(CAPABILITIES[1:])}),
     st.just({"entity_type": "individual_business"}),
 )
+
+
+# --- records against the JSON rules (CONTRACT.md 1.1, I-JSON): what the parser must survive --
+#
+# A record is built as a JSON text from a tree whose objects are ``Members`` (a list of
+# name/value pairs, so a name may repeat), then serialised by hand: strings may hold lone
+# surrogates (escaped, or as raw UTF-8-style bytes) and U+0000, integers may be huge,
+# arrays may be thousands deep, and any value may stand in any field of a valid event.
+
+
+class Members(list[tuple[str, Any]]):
+    """A JSON object as its members in order; unlike a ``dict``, a name may come twice."""
+
+
+class Deep:
+    """An array nested ``depth`` times (written directly: ``json.dumps`` would recurse)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"Deep({self.depth})"
+
+
+def as_members(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Members((k, as_members(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [as_members(v) for v in value]
+    return value
+
+
+def json_text(value: Any, *, ascii_only: bool = True, spaced: bool = False) -> bytes:
+    """``value`` as JSON bytes; ``ascii_only=False`` writes strings raw, lone surrogates
+    included (as the bytes UTF-8 would give them, which UTF-8 forbids)."""
+    comma, colon = (", ", " : ") if spaced else (",", ":")
+
+    def text(v: Any) -> str:
+        if isinstance(v, Members):
+            return "{" + comma.join(text(k) + colon + text(x) for k, x in v) + "}"
+        if isinstance(v, list):
+            return "[" + comma.join(text(x) for x in v) + "]"
+        if isinstance(v, Deep):
+            return "[" * v.depth + "]" * v.depth
+        return json.dumps(v, ensure_ascii=ascii_only)
+
+    return text(value).encode("utf-8", "surrogatepass")
+
+
+hostile_characters = st.one_of(
+    st.characters(),
+    st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\ufeff", "\\", '"', ":"]),
+)
+hostile_strings = st.text(hostile_characters, max_size=12)
+hostile_integers = st.one_of(
+    st.integers(),
+    st.sampled_from([2**53 - 1, 2**53, -(2**53 - 1), -(2**53), 2**63, 2**64, 10**20, 10**400]),
+)
+#: Member names from a small alphabet, so an object repeats a name now and then.
+member_names = st.one_of(
+    st.sampled_from(["id", "data", "name", "type", "traceparent", "a", "a\x00", "\udc00"]),
+    hostile_strings,
+)
+hostile_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        hostile_integers,
+        st.floats(),  # NaN and infinities are written as the non-JSON NaN / Infinity
+        hostile_strings,
+        st.integers(1, 3000).map(Deep),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(st.tuples(member_names, children), max_size=4).map(Members),
+    ),
+    max_leaves=10,
+)
+
+
+def _objects(tree: Any, path: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    """The paths (indexes of members and items) of every object in ``tree``."""
+    found: list[tuple[int, ...]] = []
+    if isinstance(tree, Members):
+        found.append(path)
+        for i, (_, v) in enumerate(tree):
+            found += _objects(v, (*path, i))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            found += _objects(v, (*path, i))
+    return found
+
+
+def _at(tree: Any, path: tuple[int, ...]) -> Any:
+    for i in path:
+        tree = tree[i][1] if isinstance(tree, Members) else tree[i]
+    return tree
+
+
+def _valid_events() -> list[dict[str, Any]]:
+    """One valid event of each core type (fixed ids), one with extension attributes."""
+    subject = SUBJECTS[0]
+    with_extensions = applied(subject, id="h-ext")
+    with_extensions.update(traceparent="00-4bf92f3577b34da6-00f067aa0ba902b7-01", partitionkey=7)
+    return [
+        applied(subject, id="h-applied"),
+        with_extensions,
+        admitted(subject, id="h-admitted"),
+        deposit_paid(subject, id="h-paid"),
+        deposit_deducted(subject, id="h-deducted"),
+        violation(subject, id="h-violation"),
+        exited(subject, id="h-exited"),
+        expelled(subject, readmission={"until": "2027-01-01"}, id="h-expelled"),
+        declined(subject, id="h-declined"),
+    ]
+
+
+VALID_EVENTS = _valid_events()
+
+
+@st.composite
+def json_rule_records(draw: st.DrawFn) -> bytes:
+    """A valid event with 0-3 edits, each anywhere in it: a member's value replaced by any
+    JSON value, a member added (maybe under a name it already has) or one removed; then
+    written in ASCII or raw, compact or spaced, now and then UTF-16 or after a BOM."""
+    tree = as_members(draw(st.sampled_from(VALID_EVENTS)))
+    for _ in range(draw(st.integers(0, 3))):
+        objects = _objects(tree)
+        target: Members = _at(tree, draw(st.sampled_from(objects)))
+        action = draw(st.sampled_from(["replace", "replace", "add", "repeat", "remove"]))
+        if action == "replace" and target:
+            i = draw(st.integers(0, len(target) - 1))
+            target[i] = (target[i][0], draw(hostile_values))
+        elif action == "repeat" and target:
+            name = draw(st.sampled_from([k for k, _ in target]))
+            target.append((name, draw(hostile_values)))
+        elif action == "remove" and target:
+            del target[draw(st.integers(0, len(target) - 1))]
+        else:
+            target.append((draw(member_names), draw(hostile_values)))
+    raw = json_text(tree, ascii_only=draw(st.booleans()), spaced=draw(st.booleans()))
+    wrapping = draw(st.sampled_from(["none"] * 8 + ["bom", "utf-16", "cut"]))
+    if wrapping == "bom":
+        return b"\xef\xbb\xbf" + raw
+    if wrapping == "utf-16":
+        return raw.decode("utf-8", "surrogatepass").encode("utf-16", "surrogatepass")
+    if wrapping == "cut":
+        return raw[: draw(st.integers(0, len(raw)))]
+    return raw
 
 
 def _time(d: date, hour: int, utc: bool) -> str:

@@ -41,6 +41,14 @@ CODES = (
     "invalid_envelope",
     "invalid_subject",
     "invalid_data",
+    # CONTRACT.md 1.1, JSON rules (I-JSON): one code per rule.
+    "invalid_encoding",
+    "byte_order_mark",
+    "duplicate_member",
+    "lone_surrogate",
+    "nul_character",
+    "integer_out_of_range",
+    "date_out_of_range",
 )
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -91,7 +99,7 @@ def _malformed(raw: bytes) -> Malformed:
     [
         (b"not json", "invalid_json"),
         (b'{"specversion": "1.0",', "invalid_json"),
-        (b"\xff\xfe\x00garbage", "invalid_json"),
+        (b"\xff\xfe\x00garbage", "invalid_encoding"),  # 1.1: UTF-16 (by its BOM), not UTF-8
         (b"", "invalid_json"),
         (b"[]", "not_an_object"),
         (b"[1, 2]", "not_an_object"),
@@ -143,14 +151,35 @@ ENVELOPE_CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("missing data", _drop("data"), ("invalid_envelope", "invalid_data")),
     ("data is a list", _set("data", []), ("invalid_envelope", "invalid_data")),
     ("data is null", _set("data", None), ("invalid_envelope", "invalid_data")),
-    ("extra envelope field", _set("partitionkey", "x"), ("invalid_envelope",)),
+    # 1.1: an unknown attribute is an extension attribute if its name fits [a-z0-9]{1,20}.
+    ("extra envelope field", _set("partitionKey", "x"), ("invalid_envelope",)),
+    ("extension name too long", _set("a" * 21, "x"), ("invalid_envelope",)),
+    ("extension name with a dash", _set("trace-parent", "x"), ("invalid_envelope",)),
+    ("extension value an object", _set("traceparent", {"v": 1}), ("invalid_envelope",)),
+    ("extension value a list", _set("traceparent", ["x"]), ("invalid_envelope",)),
+    ("extension value a float", _set("traceparent", 1.5), ("invalid_envelope",)),
+    ("extension value null", _set("traceparent", None), ("invalid_envelope",)),
+    ("reserved sequence", _set("sequence", 1), ("invalid_envelope",)),
+    ("reserved recordedtime", _set("recordedtime", "2026-01-01T10:00:00Z"), ("invalid_envelope",)),
+    (
+        "content type with a bad parameter",
+        _set("datacontenttype", "application/json; x"),
+        ("invalid_envelope",),
+    ),
+    (
+        "content type json-seq",
+        _set("datacontenttype", "application/json-seq"),
+        ("invalid_envelope",),
+    ),
     ("other content type", _set("datacontenttype", "text/plain"), ("invalid_envelope",)),
     ("bad check character", _set("subject", bad_check_uscc(7)), ("invalid_subject",)),
     ("lowercase subject", _set("subject", U.lower()), ("invalid_subject",)),
     ("17-char subject", _set("subject", U[:17]), ("invalid_subject",)),
     ("subject with I/O", _set("subject", "91330100IO0000001X"), ("invalid_subject",)),
     ("subject with S/V/Z", _set("subject", "9133010000SVZ00011"), ("invalid_subject",)),
-    ("subject a number", _set("subject", 913301000000000011), ("invalid_subject",)),
+    ("subject a number", _set("subject", 91330100), ("invalid_subject",)),
+    # 1.1: an 18-digit number is beyond ±(2^53 − 1) before it is a bad subject.
+    ("subject an 18-digit number", _set("subject", 913301000000000011), ("integer_out_of_range",)),
     ("missing subject", _drop("subject"), ("invalid_subject", "invalid_envelope")),
 ]
 

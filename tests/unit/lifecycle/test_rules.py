@@ -372,7 +372,7 @@ def test_A1_3_cooldown_application_on_day_179_is_refused(exit_event, clause: str
 
 @pytest.mark.parametrize(("exit_event", "clause"), COOLDOWNS)
 def test_A1_3_cooldown_application_on_day_180_is_accepted(exit_event, clause: str):
-    report = active_then(exit_event(EXIT), applied(U, plus(EXIT, 180)))
+    report = active_then(exit_event(EXIT), applied(U, plus(EXIT, 180)), as_of=plus(EXIT, 180))
     assert last(report)["outcome"] == "accepted"
     assert state(report)["status"] == "applied"
 
@@ -707,7 +707,7 @@ def test_application_declined_closes_the_tenure_and_a_new_application_is_allowed
             declined(U, plus(START, 2)),
             applied(U, plus(START, 3)),
         ],
-        as_of=plus(START, 2),
+        as_of=plus(START, 3),
     )
     assert set(outcomes(report)) == {"accepted"}
     assert state(report)["status"] == "applied"

@@ -243,7 +243,11 @@ def test_time_travel_applies_the_events_up_to_the_date_and_judges_eligibility_th
     store.projector().catch_up()
     rm = store.read_model
 
-    assert rm.provider(a, as_of=date(2024, 12, 31)) is None
+    # 1.1: before its first event the provider has records, so a document, with no status.
+    before = rm.provider(a, as_of=date(2024, 12, 31))
+    assert before is not None
+    assert (before["status"], before["deposit_balance_fen"], before["violations"]) == (None, 0, 0)
+    assert before["eligibility"]["can_apply"] is True and before["timeline"] == []
 
     day2 = rm.provider(a, as_of=date(2025, 1, 2))
     assert day2 is not None
@@ -302,6 +306,107 @@ def test_time_travel_applies_the_events_up_to_the_date_and_judges_eligibility_th
     cannot = rm.providers(ProviderFilter(can_apply=False, as_of=date(2025, 7, 1)), limit=ALL)
     assert [i["uscc"] for i in cannot.items] == [a]
     assert cannot.items[0]["eligibility"]["from"] == "2025-11-28"
+
+
+def test_a_uscc_with_only_refused_records_has_a_document_with_no_status(store: Store) -> None:
+    only_refused, nothing = uscc(7), uscc(8)
+    store.ingest(admitted(only_refused, "2025-03-01"), deposit_paid(only_refused, "2025-03-02"))
+    store.ingest(*onboard(uscc(9), "2025-01-01"))
+    store.projector().catch_up()
+    rm = store.read_model
+    for as_of in (None, date(2025, 3, 1), date(2024, 1, 1), date(9999, 12, 31)):
+        doc = rm.provider(only_refused, as_of=as_of)
+        assert doc is not None, as_of
+        assert doc["uscc"] == only_refused
+        assert (doc["status"], doc["deposit_balance_fen"], doc["violations"]) == (None, 0, 0)
+        assert doc["eligibility"] == {
+            "can_apply": True,
+            "from": None,
+            "permanent": False,
+            "clause": None,
+            "requires": None,
+            "reason": "never applied",
+        }
+        assert doc["requirements"] == []
+    now = rm.provider(only_refused)
+    assert now is not None
+    assert [(t["outcome"], t["codes"]) for t in now["timeline"]] == [("refused", ["STATE"])] * 2
+    assert rm.provider(nothing) is None  # 404: nothing at all was recorded for it
+    assert rm.provider(nothing, as_of=date(2025, 3, 1)) is None
+
+
+def test_the_list_filters_answer_every_date_up_to_9999_12_31(store: Store) -> None:
+    active, exited_, banned = uscc(11), uscc(12), uscc(13)
+    store.ingest(*onboard(active, "2025-01-01"), *onboard(exited_, "2025-01-01"))
+    store.ingest(*onboard(banned, "2025-01-01"))
+    store.ingest(exited(exited_, "2025-06-01"), expelled(banned, "2025-06-01", "A1.2.2-3"))
+    store.projector().catch_up()
+    rm = store.read_model
+    for day in (date(1, 1, 1), date(2025, 6, 1), date(2025, 11, 28), date(9999, 12, 30), date.max):
+        can = {i["uscc"] for i in rm.providers(ProviderFilter(can_apply=True, as_of=day)).items}
+        cannot = {i["uscc"] for i in rm.providers(ProviderFilter(can_apply=False, as_of=day)).items}
+        assert can | cannot == {active, exited_, banned}, day  # every provider, every day
+        for u in (active, exited_, banned):
+            page = rm.provider(u, as_of=day)
+            assert page is not None
+            assert page["eligibility"]["can_apply"] is (u in can), (u, day)
+    assert {
+        i["uscc"] for i in rm.providers(ProviderFilter(can_apply=True, as_of=date.max)).items
+    } == {exited_}
+
+
+def test_the_segments_answer_the_first_and_the_last_day_too() -> None:
+    from lifecycle.eligibility import Milestone, eligibility
+    from projections.documents import eligibility_segments
+
+    history = [
+        Milestone(date(2025, 1, 1), "applied"),
+        Milestone(date(2025, 6, 1), "exited"),
+        Milestone(date(2025, 12, 1), "applied"),
+        Milestone(date(2026, 1, 1), "expelled", ground="A1.2.2-3"),  # permanent
+    ]
+    segments = eligibility_segments(history)
+    for day in (date.min, date(2025, 6, 1), date(2025, 11, 28), date(9999, 12, 30), date.max):
+        [segment] = [s for s in segments if s.covers(day)]
+        verdict = eligibility(history, day)
+        assert (segment.can_apply, segment.clause) == (verdict.can_apply, verdict.clause), day
+
+
+def test_evaluate_and_the_read_model_answer_alike_as_of_any_date(store: Store) -> None:
+    from lifecycle.evaluate import evaluate
+
+    a, b, c = uscc(21), uscc(22), uscc(23)
+    records = [
+        *onboard(a, "2025-01-01"),
+        violation(a, "2025-02-01"),
+        deposit_deducted(a, "2025-03-01", 5),
+        expelled(a, "2025-06-01", "A1.2.2-4"),  # manual review
+        admitted(b, "2025-01-05"),  # refused: b only ever had refused records
+        applied(c, "2025-04-01"),
+        exited(c, "2025-04-02"),  # refused: not admitted
+        declined(c, "2025-04-03"),
+        applied(c, "2026-01-01"),
+    ]
+    lines = [line(r) for r in records]
+    store.ingest(*lines)
+    store.projector().catch_up()
+    fields = ("status", "deposit_balance_fen", "violations", "eligibility")
+    for day in (
+        date(2024, 12, 31),
+        date(2025, 1, 2),
+        date(2025, 2, 1),
+        date(2025, 3, 1),
+        date(2025, 4, 2),
+        date(2025, 6, 1),
+        date(2026, 1, 1),
+        date.max,
+    ):
+        offline = evaluate([raw + b"\n" for raw in lines], day)["providers"]
+        assert set(offline) == {a, b, c}
+        for u, expected in offline.items():
+            page = store.read_model.provider(u, as_of=day)
+            assert page is not None, (u, day)
+            assert {k: page[k] for k in fields} == expected, (u, day)
 
 
 # --- status, lag --------------------------------------------------------------------------
