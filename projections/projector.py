@@ -74,6 +74,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     InterfaceError,
 )
 
+#: Deterministic, though ``OperationalError`` by class: a row larger than an index or a page
+#: takes (SQLSTATE class 54, e.g. "index row requires 12016 bytes"). Retrying never helps.
+PER_ROW: tuple[type[BaseException], ...] = (psycopg.errors.ProgramLimitExceeded,)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same batch may succeed (the database, not the notification)."""
+    if isinstance(exc, PER_ROW) or isinstance(exc.__cause__, PER_ROW):
+        return False
+    return isinstance(exc, TRANSIENT)
+
 # --- the projector ----------------------------------------------------------------------
 
 
@@ -184,12 +195,11 @@ class Projector:
         try:
             changes = self.projection.apply(notifications)
             ViewWriter(self.conn).write(generation, changes, position)
-        except TRANSIENT:
-            self.reset()
-            raise
         except Exception as exc:
             # The cache may hold events whose rows were never committed.
             self.reset()
+            if is_transient(exc):
+                raise
             log.warning(
                 "projection batch %d…%d failed (%s); projecting its notifications one by one",
                 notifications[0].id,
@@ -215,11 +225,10 @@ class Projector:
             try:
                 changes = self.projection.apply([notification])
                 ViewWriter(self.conn).write(generation, changes, position)
-            except TRANSIENT:
-                self.reset()
-                raise
             except Exception as exc:
                 self.reset()
+                if is_transient(exc):
+                    raise
                 # Past it, with nothing of it written: if this fails too, the notification is
                 # not what is wrong (raised, and retried as any failed batch).
                 ViewWriter(self.conn).write(
