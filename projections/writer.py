@@ -23,25 +23,23 @@ from projections.tables import BOUNDED_KEYS, TABLE_BY_NAME, VIEWS, bounded_key, 
 _RANGES = {"BIGINT": (-(2**63), 2**63 - 1), "INT": (-(2**31), 2**31 - 1)}
 
 
-def _column_kinds(table: str) -> tuple[tuple[str, tuple[int, int] | None], ...]:
-    """Per column of ``table``: ``"key"`` (bounded free text), ``"text"``, ``"int"`` with its
-    range, or ``""`` (written as it is)."""
-    kinds: list[tuple[str, tuple[int, int] | None]] = []
+def _checks(table: str) -> tuple[tuple[int, str, int, int], ...]:
+    """Per column of ``table`` that may need a storable form: (index, ``"key"`` (bounded
+    free text) | ``"text"`` | ``"int"``, and an integer column's range)."""
+    checks: list[tuple[int, str, int, int]] = []
     keys = BOUNDED_KEYS.get(table, ())
-    for column, spec in TABLE_BY_NAME[table].columns:
+    for i, (column, spec) in enumerate(TABLE_BY_NAME[table].columns):
         kind = spec.split(" ", 1)[0]
         if column in keys:
-            kinds.append(("key", None))
+            checks.append((i, "key", 0, 0))
         elif kind == "TEXT":
-            kinds.append(("text", None))
+            checks.append((i, "text", 0, 0))
         elif kind in _RANGES:
-            kinds.append(("int", _RANGES[kind]))
-        else:
-            kinds.append(("", None))
-    return tuple(kinds)
+            checks.append((i, "int", *_RANGES[kind]))
+    return tuple(checks)
 
 
-_KINDS = {name: _column_kinds(name) for name in TABLE_BY_NAME}
+_CHECKS = {name: _checks(name) for name in TABLE_BY_NAME}
 
 
 def storable_text(value: str) -> str:
@@ -52,28 +50,31 @@ def storable_text(value: str) -> str:
 def storable(table: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """``rows`` of ``table`` with every value in a form its column holds (see the module
     docstring); a row is copied only when one of its values changes."""
-    kinds = _KINDS[table]
+    checks = _CHECKS[table]
     out: list[tuple[Any, ...]] = []
+    append = out.append
     for row in rows:
         changed: list[Any] | None = None
-        for i, (value, (kind, bounds)) in enumerate(zip(row, kinds, strict=True)):
-            new = value
-            if type(value) is str:
+        for i, kind, low, high in checks:
+            value = row[i]
+            new: Any
+            kind_of = type(value)
+            if kind_of is str:
                 if kind == "key":
                     new = bounded_key(storable_text(value))
-                elif kind == "text" and "\x00" in value:
+                elif "\x00" in value:
                     new = storable_text(value)
-            elif type(value) is int and bounds is not None:
-                low, high = bounds
-                if value < low:
-                    new = low
-                elif value > high:
-                    new = high
+                else:
+                    continue
+            elif kind_of is int and kind == "int" and not low <= value <= high:
+                new = low if value < low else high
+            else:
+                continue
             if new is not value:
                 if changed is None:
                     changed = list(row)
                 changed[i] = new
-        out.append(row if changed is None else tuple(changed))
+        append(row if changed is None else tuple(changed))
     return out
 
 

@@ -257,6 +257,9 @@ def test_a_dead_letter_a_provisioned_topic_cannot_take_is_set_aside_and_reported
             kafka_bootstrap, {topics.dlq: 1}, {topics.dlq: {"max.message.bytes": "200000"}}
         )
     )
+    limits = topics.create(kafka_bootstrap, partitions=1)  # as ``lifecycle run`` does
+    assert limits[topics.dlq] == 200_000  # provisioned: left as it is
+    assert limits[topics.outbound] >= limits[topics.inbound] + 2 * X_ERROR_MAX_BYTES
     big = sized(event("provider.Applied", "not-a-uscc", applied_data(), "2026-01-02"), 900_000)
     lines = [*(line(r) for r in onboard(A)), big, b"{not json", *(line(r) for r in onboard(B))]
     app, env = run_service(kafka_bootstrap, postgres_store, topics, tmp_path, lines)

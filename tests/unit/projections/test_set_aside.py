@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from consumers.relay import Relay, RelayConfig
 from lifecycle.application import InboundMessage, ProviderLifecycle
+from lifecycle.provider import Provider
 from projections import generations
 from projections import projector as projector_module
 from projections import writer as writer_module
@@ -34,7 +39,17 @@ from projections.tables import KEY_CHARS, bounded_key, table_name
 from projections.writer import storable
 from service.cli_projections import projections_app
 from store.url import persistence_env
-from tests.factories import applied, deposit_paid, event, line, onboard, uscc, violation
+from tests.factories import (
+    admitted,
+    applied,
+    deposit_paid,
+    event,
+    exited,
+    line,
+    onboard,
+    uscc,
+    violation,
+)
 from tests.oracle import assert_views_equal_replay
 
 NOW = datetime(2026, 6, 30, 4, 0, tzinfo=UTC)
@@ -370,3 +385,59 @@ def test_the_chains_subject_index_is_bounded_and_subject_streams_stay_exact(
         )
     )
     assert "SEARCH" in plan and "subject_key_idx" in plan
+
+
+# --- whatever the store accepted -----------------------------------------------------------------
+
+awkward_text = st.one_of(
+    st.text(max_size=30),
+    st.text(alphabet=st.sampled_from(["\x00", "名", "a", "\\", '"', "…"]), max_size=30),
+    st.integers(201, 3000).map(lambda n: "城" * n),
+)
+awkward_amounts = st.one_of(
+    st.integers(1, 10**7), st.integers(2**53, 2**70), st.sampled_from([10**20, 2**63])
+)
+
+
+@given(
+    st.lists(
+        # (The stats count cities by a bounded key: the oracle compares them whole.)
+        st.tuples(
+            st.sampled_from([A, B]), awkward_text, st.sampled_from(["杭州", ""]), awkward_amounts
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_whatever_the_store_accepted_is_projected_equal_to_a_replay_and_translated(
+    applications: list[tuple[str, str, str, int]],
+) -> None:
+    """Awkward values where the payload allows them (the 1.1 JSON rules may make some of
+    these records malformed; whatever is accepted is projected and published)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Store(Path(tmp) / "store.db")
+        try:
+            for n, (subject, name, city, amount) in enumerate(applications):
+                day = f"2026-0{n + 1}-01"
+                s.ingest(
+                    applied(subject, day, company_name=name, service_city=city, entity_city=city),
+                    admitted(subject, day),
+                    deposit_paid(subject, day, amount),
+                    exited(subject, day),
+                )
+            projector = s.projector(batch_size=3)
+            assert projector.catch_up() == head(s)
+            assert status_report(s.app, ViewDatabase(s.url))["set_aside_total"] == 0
+            assert_views_equal_replay(s.app, s.read_model, DATES)
+            page = Relay(s.app, RelayConfig("kafka:9", "out", "refused", "dlq")).translate_page(
+                s.app.process_recorder.select_notifications(1, 1000)
+            )
+            assert page.set_aside == []
+            accepted = sum(1 for o in page.outgoing if o.topic == "out")
+            assert accepted == sum(1 for _ in s.app.iter_events() if isinstance(_, Provider.Event))
+            for o in page.outgoing:
+                if o.topic != "dlq":
+                    json.loads(o.value)
+        finally:
+            s.close()
