@@ -100,6 +100,8 @@ def record_error(exc: BaseException) -> bool:
     store being unavailable (wait and try again)."""
     if isinstance(exc, _RECORD_ERRORS):
         return True
+    if not isinstance(exc, Exception):  # cancelled: the relay is stopping
+        return False
     return not isinstance(exc, KafkaError | OSError | TimeoutError | PersistenceError)
 
 
@@ -267,7 +269,9 @@ def _reason(exc: BaseException) -> str:
 
 
 @dataclass
-class _Page:
+class Page:
+    """A page of the log translated: the records to publish, and what cannot be."""
+
     outgoing: list[Outgoing] = field(default_factory=list)
     set_aside: list[SetAside] = field(default_factory=list)
 
@@ -293,9 +297,9 @@ class Relay:
             out.extend(self._translate(notification))
         return out
 
-    def translate_page(self, notifications: Sequence[Notification]) -> _Page:
+    def translate_page(self, notifications: Sequence[Notification]) -> Page:
         """The records to publish, and the notifications that cannot be translated."""
-        page = _Page()
+        page = Page()
         for notification in notifications:
             try:
                 page.outgoing.extend(self._translate(notification))
@@ -367,7 +371,7 @@ class Relay:
                 entry.topic or "-",
                 entry.reason.split(":", 1)[0],
             )
-        self.set_aside.extend(entries)
+        self.set_aside = [*self.set_aside, *entries][-1000:]
         recorder = self.app.process_recorder
         if isinstance(recorder, SetAsideLog):
             recorder.insert_set_aside(self.config.name, [e.as_tuple() for e in entries])

@@ -11,8 +11,8 @@ no longer the stored one (another projector got there first) is rolled back enti
 A projector follows the generation readers use (the ``view_generation`` pointer, read on
 every batch), or a fixed generation (a rebuild or a verify fills its own).
 
-Whatever the store accepted never stops the projector (CONTRACT.md, "Nothing lost, nothing
-stuck" in ARCHITECTURE.md): when a batch fails with anything but a transient database error,
+Whatever the store accepted never stops the projector (ARCHITECTURE.md, "Nothing lost,
+nothing stuck"): when a batch fails with anything but a transient database error,
 its notifications are projected one at a time, and one that fails on its own — while the
 views can still be written without it — is *set aside*: the views move past it and it is
 listed in ``view_set_aside`` in the same transaction, logged (its id and topic, never its

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,20 @@ def test_outbound_events_carry_the_inbound_extension_attributes(
     assert published["partitionkey"] == 7 and published["replayed"] is False
     assert published["sequence"] == 1 and published["id"] == first.ce_id
     assert list(published)[-3:] == ["sequence", "recordedtime", "data"]
+
+
+def test_a_notification_that_cannot_be_translated_is_set_aside_and_the_page_goes_on(
+    store: ProviderLifecycle, tmp_path: Path
+) -> None:
+    ingest(store, *onboard(A), *onboard(B))
+    with sqlite3.connect(tmp_path / "store.db") as conn:  # bytes no longer JSON
+        conn.execute("UPDATE stored_events SET state = X'ff' WHERE rowid = 2")
+    store.clear_cache()
+    page = Relay(store, CONFIG).translate_page(store.process_recorder.select_notifications(1, 100))
+    [entry] = page.set_aside
+    assert entry.notification_id == 2 and entry.topic is None
+    assert entry.reason.startswith("untranslatable: MapperDeserialisationError")
+    assert [o.notification_id for o in page.outgoing] == [1, 3, 4, 5, 6]
 
 
 # --- publishing with a fake producer -----------------------------------------------------------
