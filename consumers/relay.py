@@ -4,6 +4,19 @@ It follows the notification log from its own tracking position (``relay:<name>``
 publishes each page with an idempotent producer, waits for every acknowledgement and
 only then stores the new position: at-least-once, in store order, no gaps across
 restarts. Subscribers drop repeats by ``id`` or (``subject``, ``sequence``).
+
+Whatever the store accepted never stops it (CONTRACT.md, "What the service publishes"):
+
+- ``x-error`` holds at most 1 KiB (a longer reason is cut, UTF-8 safe, with ``…``), and the
+  topics the service creates have room for a maximal inbound record plus its headers
+  (``consumers/topics.py``);
+- a notification that still cannot be published — it cannot be translated, it is larger than
+  its topic takes, or Kafka refuses that record (any per-record error that is not an outage)
+  — is *set aside*: logged (its id, topic and size, never its content), counted in
+  ``lifecycle_relay_set_aside_total``, remembered in the store (``insert_set_aside``; shown
+  by ``lifecycle projections status``), and the page goes on without it;
+- a Kafka outage (or a store error) is waited out: the producer is started again with
+  backoff and the page is published again from the stored position, in order.
 """
 
 from __future__ import annotations
@@ -13,14 +26,31 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
-from eventsourcing.persistence import Notification, Tracking
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidProducerEpoch,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+    UnknownProducerId,
+    UnsupportedForMessageFormatError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from eventsourcing.persistence import Notification, PersistenceError, Tracking
+from prometheus_client import Counter
 
 from consumers.metrics import RELAY_POSITION, RELAY_PUBLISHED
+from consumers.topics import DEFAULT_MAX_MESSAGE_BYTES, topic_limits
 from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import APPLIED_V2_SCHEMA
 from lifecycle.provider import Provider
@@ -29,6 +59,50 @@ from lifecycle.records import InboundRecord
 log = logging.getLogger(__name__)
 
 SERVICE_SOURCE = "/taobao-live/provider-lifecycle-service"
+
+#: The Kafka header of every CloudEvent the service publishes (structured mode).
+CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=UTF-8")
+
+#: ``x-error`` holds at most this many bytes of UTF-8 (CONTRACT.md, dead letters).
+X_ERROR_MAX_BYTES = 1024
+_ELLIPSIS = "…".encode()
+
+#: The most of a set-aside reason kept in the store.
+REASON_MAX_CHARS = 1000
+
+RELAY_SET_ASIDE = Counter(
+    "lifecycle_relay_set_aside_total",
+    "Notifications the relay could not publish and set aside (projections status)",
+    ["topic"],
+)
+
+#: Kafka's answers about one record (or its batch), not about Kafka being there.
+_RECORD_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    InvalidTimestampError,
+    CorruptRecordException,
+    UnsupportedForMessageFormatError,
+    UnknownError,
+)
+#: What a batch refused for one record does to the next ones of its partition (the
+#: idempotent producer's sequence): not an outage, not their fault.
+_SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+)
+
+
+def record_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the record itself (set it aside) rather than Kafka or the
+    store being unavailable (wait and try again)."""
+    if isinstance(exc, _RECORD_ERRORS):
+        return True
+    if not isinstance(exc, Exception):  # cancelled: the relay is stopping
+        return False
+    return not isinstance(exc, KafkaError | OSError | TimeoutError | PersistenceError)
 
 
 @dataclass(frozen=True)
@@ -40,6 +114,7 @@ class RelayConfig:
     name: str = "relay:kafka"
     page: int = 1000
     idle_ms: int = 200
+    retry_max_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,19 +123,92 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    notification_id: int = 0
+
+    @property
+    def size(self) -> int:
+        """An upper bound of its size as Kafka counts it (a record batch of one)."""
+        size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            self.key, self.value, self.headers
+        )
+        return size
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A notification the relay could not publish."""
+
+    notification_id: int
+    topic: str | None  # where it was going (None: it could not be translated)
+    reason: str
+    at: str
+
+    def as_tuple(self) -> tuple[int, str | None, str, str]:
+        return (self.notification_id, self.topic, self.reason, self.at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "notification_id": self.notification_id,
+            "topic": self.topic,
+            "reason": self.reason,
+            "at": self.at,
+        }
+
+
+@runtime_checkable
+class SetAsideLog(Protocol):
+    """A store that remembers what a reader of its log set aside (store/sqlite.py,
+    store/postgres.py)."""
+
+    def insert_set_aside(
+        self, consumer: str, entries: Sequence[tuple[int, str | None, str, str]]
+    ) -> None: ...
+
+    def select_set_aside(
+        self, consumer: str, limit: int = 1000
+    ) -> list[tuple[int, str | None, str, str]]: ...
+
+    def count_set_aside(self, consumer: str) -> int: ...
 
 
 def _iso(value: Any) -> str:
     return str(value.isoformat())
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def bounded_header(text: str, limit: int = X_ERROR_MAX_BYTES) -> bytes:
+    """``text`` as UTF-8 in at most ``limit`` bytes: a longer one is cut on a character
+    boundary and ends with ``…``."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data
+    # Valid UTF-8 cut anywhere: ``ignore`` drops only the last, partial character.
+    head = data[: limit - len(_ELLIPSIS)].decode("utf-8", "ignore").encode()
+    return head + _ELLIPSIS
+
+
+def event_extensions(event: Provider.Event) -> dict[str, Any]:
+    """The inbound CloudEvents extension attributes kept with the event (``{}`` for events
+    stored before 1.1): ``Provider.Event.extensions``, read here the same way."""
+    extensions = getattr(type(event), "extensions", None)
+    if isinstance(extensions, property):
+        value = event.extensions  # type: ignore[attr-defined,unused-ignore]
+    else:
+        value = event.__dict__.get("ce_extensions") or {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def outbound_event(event: Provider.Event, uscc: str) -> dict[str, Any]:
-    """The CONTRACT.md outbound CloudEvent: the inbound one plus sequence and recordedtime.
+    """The CONTRACT.md outbound CloudEvent: the inbound one (with its extension attributes)
+    plus sequence and recordedtime.
 
     ``data`` is published as it was received; a later payload version says so in
     ``dataschema`` (an event stored before versions existed is v1, without one).
     """
-    out = {
+    out: dict[str, Any] = {
         "specversion": "1.0",
         "id": event.ce_id,
         "source": event.ce_source,
@@ -68,12 +216,16 @@ def outbound_event(event: Provider.Event, uscc: str) -> dict[str, Any]:
         "subject": uscc,
         "time": _iso(event.timestamp),
         "datacontenttype": "application/json",
-        "sequence": event.originator_version,
-        "recordedtime": _iso(event.recorded_at),
-        "data": event.data,
     }
     if isinstance(event, Provider.ApplicationEvent) and event.payload_version == 2:
         out["dataschema"] = APPLIED_V2_SCHEMA
+    for name, value in event_extensions(event).items():
+        # An extension never replaces an attribute of the envelope or of the service.
+        if name not in out and name not in ("sequence", "recordedtime", "data"):
+            out[name] = value
+    out["sequence"] = event.originator_version
+    out["recordedtime"] = _iso(event.recorded_at)
+    out["data"] = event.data
     return out
 
 
@@ -91,14 +243,15 @@ def refused_event(record: InboundRecord.Received) -> dict[str, Any]:
 
 
 def dead_letter(record: InboundRecord.Received, dlq_topic: str) -> Outgoing:
-    """The original bytes and key, unchanged, with the reason and origin as headers."""
+    """The original bytes and key, unchanged, with the reason (at most 1 KiB) and origin as
+    headers."""
     _, topic, partition, offset = record.position.rsplit(":", 3)
     return Outgoing(
         dlq_topic,
         base64.b64decode(record.key_b64) if record.key_b64 is not None else None,
         base64.b64decode(record.raw_b64),
         [
-            ("x-error", (record.reason or "").encode()),
+            ("x-error", bounded_header(record.reason or "")),
             ("x-original-topic", topic.encode()),
             ("x-original-partition", partition.encode()),
             ("x-original-offset", offset.encode()),
@@ -110,39 +263,83 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
+
+
+@dataclass
+class Page:
+    """A page of the log translated: the records to publish, and what cannot be."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
+
+
 class Relay:
     def __init__(self, app: ProviderLifecycle, config: RelayConfig) -> None:
         self.app = app
         self.config = config
         self._usccs: dict[Any, str] = {}
+        #: Topic → the largest record batch it takes (``max.message.bytes``), read at start.
+        self.limits: dict[str, int] = {}
+        #: What this process set aside (also in the store, when it can remember it).
+        self.set_aside: list[SetAside] = []
+        self._producer: AIOKafkaProducer | None = None
+
+    # --- translation --------------------------------------------------------------------
 
     def translate(self, notifications: Sequence[Notification]) -> list[Outgoing]:
+        """The records to publish for ``notifications`` (raises on the first that cannot
+        be translated; the relay itself uses :meth:`translate_page`)."""
         out: list[Outgoing] = []
         for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            if isinstance(event, Provider.Event):
-                uscc = self._uscc(event)
-                out.append(
-                    Outgoing(
-                        self.config.outbound_topic,
-                        uscc.encode(),
-                        _json(outbound_event(event, uscc)),
-                        [],
-                    )
-                )
-            elif isinstance(event, InboundRecord.Received):
-                if event.outcome == "refused":
-                    out.append(
-                        Outgoing(
-                            self.config.refused_topic,
-                            (event.subject or "").encode() or None,
-                            _json(refused_event(event)),
-                            [],
-                        )
-                    )
-                elif event.outcome == "malformed" and event.position.startswith("kafka:"):
-                    out.append(dead_letter(event, self.config.dlq_topic))
+            out.extend(self._translate(notification))
         return out
+
+    def translate_page(self, notifications: Sequence[Notification]) -> Page:
+        """The records to publish, and the notifications that cannot be translated."""
+        page = Page()
+        for notification in notifications:
+            try:
+                page.outgoing.extend(self._translate(notification))
+            except Exception as exc:
+                if not record_error(exc):
+                    raise  # the store: wait and try again
+                page.set_aside.append(
+                    SetAside(notification.id, None, f"untranslatable: {_reason(exc)}", _now())
+                )
+        return page
+
+    def _translate(self, notification: Notification) -> list[Outgoing]:
+        event = self.app.mapper.to_domain_event(notification)
+        nid = notification.id
+        if isinstance(event, Provider.Event):
+            uscc = self._uscc(event)
+            return [
+                Outgoing(
+                    self.config.outbound_topic,
+                    uscc.encode(),
+                    _json(outbound_event(event, uscc)),
+                    [CONTENT_TYPE],
+                    nid,
+                )
+            ]
+        if isinstance(event, InboundRecord.Received):
+            if event.outcome == "refused":
+                return [
+                    Outgoing(
+                        self.config.refused_topic,
+                        (event.subject or "").encode() or None,
+                        _json(refused_event(event)),
+                        [CONTENT_TYPE],
+                        nid,
+                    )
+                ]
+            if event.outcome == "malformed" and event.position.startswith("kafka:"):
+                letter = dead_letter(event, self.config.dlq_topic)
+                return [Outgoing(letter.topic, letter.key, letter.value, letter.headers, nid)]
+        return []
 
     def _uscc(self, event: Provider.Event) -> str:
         if isinstance(event, Provider.Applied):
@@ -155,43 +352,185 @@ class Relay:
             self._usccs[event.originator_id] = uscc
         return uscc
 
+    # --- positions and what was set aside -----------------------------------------------
+
     def position(self) -> int:
         return self.app.position(self.config.name) or 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        producer = AIOKafkaProducer(
+    def remember(self, entries: Sequence[SetAside]) -> None:
+        """Log, count and keep the notifications set aside (in the store when it can)."""
+        if not entries:
+            return
+        for entry in entries:
+            RELAY_SET_ASIDE.labels(entry.topic or "").inc()
+            # The id, topic and the reason's kind only: the reason may quote the record.
+            log.error(
+                "notification %d (to %s) cannot be published: %s; set aside "
+                "(lifecycle projections status)",
+                entry.notification_id,
+                entry.topic or "-",
+                entry.reason.split(":", 1)[0],
+            )
+        self.set_aside = [*self.set_aside, *entries][-1000:]
+        recorder = self.app.process_recorder
+        if isinstance(recorder, SetAsideLog):
+            recorder.insert_set_aside(self.config.name, [e.as_tuple() for e in entries])
+
+    def _too_large(self, o: Outgoing) -> SetAside | None:
+        limit = self.limits.get(o.topic, DEFAULT_MAX_MESSAGE_BYTES)
+        size = o.size
+        if size <= limit:
+            return None
+        return SetAside(
+            o.notification_id,
+            o.topic,
+            f"too_large: {size} bytes, more than the {limit} the topic takes",
+            _now(),
+        )
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.config.bootstrap,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
             max_batch_size=256 * 1024,
+            # The largest record any of the topics takes; larger ones are set aside first.
+            max_request_size=max([DEFAULT_MAX_MESSAGE_BYTES, *self.limits.values()]),
         )
-        await producer.start()
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        await self._stop_producer()
+        producer = self._new_producer()
         try:
-            position = await asyncio.to_thread(self.position)
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+        return producer
+
+    async def _stop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _send(self, o: Outgoing) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        future: asyncio.Future[Any] = await self._producer.send(
+            o.topic, o.value, key=o.key, headers=o.headers
+        )
+        return future
+
+    async def publish(self, outgoing: Sequence[Outgoing]) -> list[SetAside]:
+        """Publish ``outgoing`` in order and wait for every acknowledgement; what could not
+        be published is returned (set aside). Raises when Kafka is not there."""
+        set_aside: list[SetAside] = []
+        sent: list[tuple[Outgoing, asyncio.Future[Any]]] = []
+        failed: list[tuple[Outgoing, BaseException]] = []
+        for o in outgoing:
+            too_large = self._too_large(o)
+            if too_large is not None:
+                set_aside.append(too_large)
+                continue
+            try:
+                sent.append((o, await self._send(o)))
+            except Exception as exc:
+                if not record_error(exc):
+                    raise
+                failed.append((o, exc))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        for (o, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                if not (record_error(result) or isinstance(result, _SEQUENCE_ERRORS)):
+                    raise result
+                failed.append((o, result))
+        if failed:
+            set_aside += await self._isolate(sorted(failed, key=lambda f: f[0].notification_id))
+        return set_aside
+
+    async def _isolate(self, failed: Sequence[tuple[Outgoing, BaseException]]) -> list[SetAside]:
+        """Kafka refused a batch: a fresh producer (its sequence numbers are spent) sends
+        each record of it alone, so only the ones Kafka refuses on their own are set aside."""
+        log.warning("Kafka refused %d records; sending each of them alone", len(failed))
+        await self._start_producer()
+        set_aside: list[SetAside] = []
+        for o, _ in failed:
+            try:
+                await (await self._send(o))
+            except Exception as exc:
+                if not record_error(exc):
+                    raise
+                set_aside.append(SetAside(o.notification_id, o.topic, _reason(exc), _now()))
+        return set_aside
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until ``stop`` is set; Kafka or store outages are retried with
+        backoff, from the stored position (so in order)."""
+        backoff = 0.5
+        try:
             while not stop.is_set():
-                notifications = await asyncio.to_thread(
-                    self.app.process_recorder.select_notifications,
-                    position + 1,
-                    self.config.page,
-                )
-                if not notifications:
+                try:
+                    await self._follow(stop)
+                except Exception as exc:
+                    log.warning(
+                        "relay interrupted (%s: %s); retrying in %.1f s",
+                        type(exc).__name__,
+                        exc,
+                        backoff,
+                    )
+                    await self._stop_producer()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=self.config.idle_ms / 1000)
-                    continue
-                outgoing = await asyncio.to_thread(self.translate, notifications)
-                futures = [
-                    await producer.send(o.topic, o.value, key=o.key, headers=o.headers)
-                    for o in outgoing
-                ]
-                await asyncio.gather(*futures)
-                for o in outgoing:
-                    RELAY_PUBLISHED.labels(o.topic).inc()
-                position = notifications[-1].id
-                await asyncio.to_thread(
-                    self.app.process_recorder.insert_tracking,
-                    Tracking(self.config.name, position),
-                )
-                RELAY_POSITION.set(position)
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, self.config.retry_max_seconds)
+                else:
+                    backoff = 0.5
         finally:
-            await producer.stop()
+            await self._stop_producer()
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        config = self.config
+        topics = [config.outbound_topic, config.refused_topic, config.dlq_topic]
+        self.limits = await topic_limits(config.bootstrap, topics)
+        await self._start_producer()
+        position = await asyncio.to_thread(self.position)
+        while not stop.is_set():
+            notifications = await asyncio.to_thread(
+                self.app.process_recorder.select_notifications, position + 1, config.page
+            )
+            if not notifications:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=config.idle_ms / 1000)
+                continue
+            page = await asyncio.to_thread(self.translate_page, notifications)
+            set_aside = page.set_aside + await self.publish(page.outgoing)
+            gone = {e.notification_id for e in set_aside}
+            for o in page.outgoing:
+                if o.notification_id not in gone:
+                    RELAY_PUBLISHED.labels(o.topic).inc()
+            # Remembered before the position moves past them.
+            await asyncio.to_thread(self.remember, sorted(set_aside, key=_by_id))
+            position = notifications[-1].id
+            await asyncio.to_thread(
+                self.app.process_recorder.insert_tracking, Tracking(config.name, position)
+            )
+            RELAY_POSITION.set(position)
+
+
+def _by_id(entry: SetAside) -> int:
+    return entry.notification_id
+
+
+def relay_set_aside(
+    app: ProviderLifecycle, name: str = "relay:kafka", limit: int = 100
+) -> dict[str, Any]:
+    """What the relay ``name`` set aside, as ``lifecycle projections status`` shows it."""
+    recorder = app.process_recorder
+    if not isinstance(recorder, SetAsideLog):
+        return {"name": name, "set_aside_total": None, "set_aside": []}
+    latest = [SetAside(*row).as_dict() for row in recorder.select_set_aside(name, limit)]
+    return {"name": name, "set_aside_total": recorder.count_set_aside(name), "set_aside": latest}

@@ -3,17 +3,29 @@
 A rebuild fills generation ``n + 1`` while ``n`` keeps serving, then moves the pointer
 (``view_generation``) in one transaction; readers and the live projector read the
 pointer on every call.
+
+``view_set_aside`` lists, per generation, the notifications the projector could not
+project (``projections/projector.py``); ``lifecycle projections status`` shows them.
+Views made by earlier versions are brought up to :data:`SCHEMA_VERSION` in place, once
+(:func:`upgrade_schema`): the indexes of whole free text are replaced by prefix indexes.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Literal
+import threading
+from typing import Any, Literal
 
 import psycopg
 
 from projections.database import Connection, ViewDatabase, lock_key, utc_now_text
-from projections.tables import TABLES, VIEWS, Dialect, table_name
+from projections.tables import RETIRED_INDEXES, TABLES, VIEWS, Dialect, index_name, table_name
+
+#: 1: the first views; 2: prefix indexes of free text, ``view_set_aside``.
+SCHEMA_VERSION = 2
+
+_upgraded: set[str] = set()
+_upgrade_lock = threading.Lock()
 
 
 def _type(dialect: Dialect, spec: str) -> str:
@@ -43,6 +55,15 @@ def _create_meta(conn: Connection) -> None:
         "generation INTEGER NOT NULL, view TEXT NOT NULL, position BIGINT NOT NULL, "
         "PRIMARY KEY (generation, view))"
     )
+    _create_set_aside(conn)
+
+
+def _create_set_aside(conn: Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS view_set_aside ("
+        "generation INTEGER NOT NULL, nid BIGINT NOT NULL, topic TEXT, "
+        "error TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (generation, nid))"
+    )
 
 
 def _schema_lock(conn: Connection) -> None:
@@ -57,9 +78,15 @@ def create_generation_tables(conn: Connection, generation: int) -> None:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} ({columns}, PRIMARY KEY ({', '.join(table.key)}))"
         )
+    _create_indexes(conn, generation)
+
+
+def _create_indexes(conn: Connection, generation: int) -> None:
+    for table in TABLES:
+        name = table_name(generation, table.name)
         for index in table.indexes:
             conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {name}_{'_'.join(index)}_ix "
+                f"CREATE INDEX IF NOT EXISTS {index_name(name, index)} "
                 f"ON {name} ({', '.join(index)})"
             )
 
@@ -68,15 +95,65 @@ def drop_generation_tables(conn: Connection, generation: int) -> None:
     for table in TABLES:
         conn.execute(f"DROP TABLE IF EXISTS {table_name(generation, table.name)}")
     conn.execute("DELETE FROM view_tracking WHERE generation=?", (generation,))
+    conn.execute("DELETE FROM view_set_aside WHERE generation=?", (generation,))
     conn.execute("DELETE FROM view_generations WHERE generation=?", (generation,))
 
 
+def upgrade_schema(conn: Connection) -> bool:
+    """Bring views made by an earlier version up to :data:`SCHEMA_VERSION`, in place.
+
+    Creates ``view_set_aside``; in every generation, drops the indexes of whole free text
+    (:data:`~projections.tables.RETIRED_INDEXES`) and creates the current ones. Runs once per
+    store (the version is kept in ``view_generation`` as the row ``'schema'``); whether it
+    changed anything.
+    """
+    rows = conn.execute("SELECT generation FROM view_generation WHERE name='schema'")
+    if rows and int(rows[0][0]) >= SCHEMA_VERSION:
+        return False
+    with conn.transaction():
+        _schema_lock(conn)
+        rows = conn.execute("SELECT generation FROM view_generation WHERE name='schema'")
+        if rows and int(rows[0][0]) >= SCHEMA_VERSION:
+            return False
+        _create_set_aside(conn)
+        for generation, _state, _created in generations(conn):
+            for table, index in RETIRED_INDEXES:
+                name = table_name(generation, table)
+                conn.execute(f"DROP INDEX IF EXISTS {index_name(name, index)}")
+            _create_indexes(conn, generation)
+        _set_schema_version(conn, bool(rows))
+    return True
+
+
+def _set_schema_version(conn: Connection, present: bool) -> None:
+    if present:
+        conn.execute(
+            "UPDATE view_generation SET generation=?, switched_at=? WHERE name='schema'",
+            (SCHEMA_VERSION, utc_now_text()),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO view_generation (name, generation, switched_at) VALUES ('schema', ?, ?)",
+            (SCHEMA_VERSION, utc_now_text()),
+        )
+
+
+def _upgrade_once(db: ViewDatabase, conn: Connection) -> None:
+    with _upgrade_lock:
+        if db.url in _upgraded:
+            return
+        upgrade_schema(conn)
+        _upgraded.add(db.url)
+
+
 def ensure_schema(db: ViewDatabase) -> int:
-    """Create the meta tables and generation 1 if there is none; the live generation."""
+    """Create the meta tables and generation 1 if there is none (or bring views made by an
+    earlier version up to date, :func:`upgrade_schema`); the live generation."""
     conn = db.connect()
     try:
         live = _try_live(conn)
         if live is not None:
+            _upgrade_once(db, conn)
             return live
         with conn.transaction():
             _schema_lock(conn)
@@ -89,7 +166,9 @@ def ensure_schema(db: ViewDatabase) -> int:
                 "INSERT INTO view_generation (name, generation, switched_at) VALUES ('live', ?, ?)",
                 (generation, utc_now_text()),
             )
-            return generation
+            _set_schema_version(conn, False)
+        _upgraded.add(db.url)
+        return generation
     finally:
         conn.close()
 
@@ -141,6 +220,28 @@ def positions(conn: Connection, generation: int) -> dict[str, int]:
         "SELECT view, position FROM view_tracking WHERE generation=?", (generation,)
     )
     return {str(view): int(position) for view, position in rows}
+
+
+def set_aside(conn: Connection, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+    """How many notifications the projector set aside (every generation), and the latest
+    ``limit`` of them, in log order."""
+    rows = conn.execute("SELECT COUNT(*) FROM view_set_aside")
+    total = int(rows[0][0]) if rows else 0
+    latest = conn.execute(
+        "SELECT generation, nid, topic, error, at FROM view_set_aside "
+        "ORDER BY generation DESC, nid DESC LIMIT ?",
+        (limit,),
+    )
+    return total, [
+        {
+            "generation": int(g),
+            "notification_id": int(nid),
+            "topic": topic,
+            "error": str(error),
+            "at": str(at),
+        }
+        for g, nid, topic, error, at in reversed(latest)
+    ]
 
 
 def generations(conn: Connection) -> list[tuple[int, str, str]]:

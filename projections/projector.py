@@ -10,6 +10,16 @@ no longer the stored one (another projector got there first) is rolled back enti
 
 A projector follows the generation readers use (the ``view_generation`` pointer, read on
 every batch), or a fixed generation (a rebuild or a verify fills its own).
+
+Whatever the store accepted never stops the projector (ARCHITECTURE.md, "Nothing lost,
+nothing stuck"): when a batch fails with anything but a transient database error,
+its notifications are projected one at a time, and one that fails on its own — while the
+views can still be written without it — is *set aside*: the views move past it and it is
+listed in ``view_set_aside`` in the same transaction, logged (its id and topic, never its
+content), counted in ``lifecycle_projection_set_aside_total`` and shown by ``lifecycle
+projections status``. The batch and the notifications after it go on. An error that also
+stops writing the views without it (the database, not the notification) is raised as
+before, and ``run`` retries it with backoff.
 """
 
 from __future__ import annotations
@@ -18,16 +28,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
-from prometheus_client import Gauge
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
+from prometheus_client import Counter, Gauge
 
 from lifecycle.application import ProviderLifecycle
 from projections.database import Connection, PositionConflict, ViewDatabase, is_missing_table
 from projections.generations import ensure_schema, live_generation, positions
-from projections.projection import Projection
+from projections.projection import Changes, Projection
 from projections.tables import VIEWS
 from projections.writer import ViewWriter
 
@@ -39,6 +49,21 @@ PROJECTION_POSITION = Gauge(
 PROJECTION_LAG = Gauge(
     "lifecycle_projection_lag", "Notifications in the store not yet in the views", ["view"]
 )
+PROJECTION_SET_ASIDE = Counter(
+    "lifecycle_projection_set_aside_total",
+    "Notifications the projector could not project and set aside (projections status)",
+    ["error"],
+)
+
+#: The most of an error's text kept with a set-aside notification.
+ERROR_CHARS = 1000
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, at most :data:`ERROR_CHARS` characters (for ``view_set_aside``)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
 
 #: Errors worth retrying: the database went away, a lock timed out, a concurrent writer.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -48,6 +73,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
 )
+
+#: Deterministic, though ``OperationalError`` by class: a row larger than an index or a page
+#: takes (SQLSTATE class 54, e.g. "index row requires 12016 bytes"). Retrying never helps.
+PER_ROW: tuple[type[BaseException], ...] = (psycopg.errors.ProgramLimitExceeded,)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same batch may succeed (the database, not the notification)."""
+    if isinstance(exc, PER_ROW) or isinstance(exc.__cause__, PER_ROW):
+        return False
+    return isinstance(exc, TRANSIENT)
 
 # --- the projector ----------------------------------------------------------------------
 
@@ -78,6 +114,7 @@ class Projector:
         self._conn: Connection | None = None
         self._generation: int | None = None
         self._position: int | None = None
+        self._schema_checked = False
 
     # state
 
@@ -90,6 +127,10 @@ class Projector:
     @property
     def generation(self) -> int:
         """The generation this projector writes (the live one unless fixed)."""
+        if not self._schema_checked:
+            # Views made by an earlier version are brought up to date first, once.
+            ensure_schema(self.db)
+            self._schema_checked = True
         if self.fixed_generation is not None:
             return self.fixed_generation
         try:
@@ -154,15 +195,63 @@ class Projector:
         try:
             changes = self.projection.apply(notifications)
             ViewWriter(self.conn).write(generation, changes, position)
-        except BaseException:
+        except Exception as exc:
             # The cache may hold events whose rows were never committed.
             self.reset()
+            if is_transient(exc):
+                raise
+            log.warning(
+                "projection batch %d…%d failed (%s); projecting its notifications one by one",
+                notifications[0].id,
+                notifications[-1].id,
+                type(exc).__name__,
+            )
+            self._one_by_one(generation, position, notifications)
+        except BaseException:
+            self.reset()
             raise
-        self._position = changes.last
+        else:
+            self._position = changes.last
         if self.fixed_generation is None:
             for view in VIEWS:
-                PROJECTION_POSITION.labels(view).set(changes.last)
+                PROJECTION_POSITION.labels(view).set(self._position or 0)
         return len(notifications)
+
+    def _one_by_one(
+        self, generation: int, position: int, notifications: Sequence[Notification]
+    ) -> None:
+        """Project each notification in its own transaction; set aside one that fails alone."""
+        for notification in notifications:
+            try:
+                changes = self.projection.apply([notification])
+                ViewWriter(self.conn).write(generation, changes, position)
+            except Exception as exc:
+                self.reset()
+                if is_transient(exc):
+                    raise
+                # Past it, with nothing of it written: if this fails too, the notification is
+                # not what is wrong (raised, and retried as any failed batch).
+                ViewWriter(self.conn).write(
+                    generation,
+                    Changes(notification.id, notification.id),
+                    position,
+                    set_aside=(notification.id, notification.topic, describe_error(exc)),
+                )
+                PROJECTION_SET_ASIDE.labels(type(exc).__name__).inc()
+                # The id and topic only: the error's text may quote personal data.
+                log.error(
+                    "notification %d (%s) cannot be projected into generation %d: %s; "
+                    "set aside (lifecycle projections status)",
+                    notification.id,
+                    notification.topic,
+                    generation,
+                    type(exc).__name__,
+                )
+            except BaseException:
+                self.reset()
+                raise
+            position = notification.id
+            self._position = position
 
     def catch_up(
         self,

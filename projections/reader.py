@@ -21,14 +21,15 @@ from projections import documents as d
 from projections.database import Connection, ViewDatabase, is_missing_table
 from projections.generations import ensure_schema, generations, live_generation, positions
 from projections.model import InboxFilter, Page, ProviderFilter, SortKey, ViewStatus
-from projections.tables import VIEWS, table_name
+from projections.tables import VIEWS, bounded_equals, prefix, table_name
 
 T = TypeVar("T")
 
 SORTS: dict[str, str] = {
     "uscc": "p.uscc",
-    "company_name": "p.company_name, p.uscc",
-    "city": "p.city, p.uscc",
+    # Free text is indexed by its prefix (projections/tables.py): sort by it first.
+    "company_name": f"{prefix('p.company_name')}, p.company_name, p.uscc",
+    "city": f"{prefix('p.city')}, p.city, p.uscc",
     "status": "p.status, p.uscc",
     "updated_at": "p.updated_at, p.uscc",
     "-updated_at": "p.updated_at DESC, p.uscc",
@@ -167,8 +168,8 @@ class SqlReadModel:
                 where.append("p.status = ?")
                 params.append(f.status)
             if f.city:
-                where.append("p.city = ?")
-                params.append(f.city)
+                where.append(bounded_equals(conn.dialect, "p.city"))
+                params += [f.city, f.city]
             if f.q:
                 where.append(
                     "(lower(p.company_name) LIKE lower(?) ESCAPE '\\' "
@@ -350,12 +351,14 @@ class SqlReadModel:
             params: list[Any] = []
             for column, value in (
                 ("outcome", f.outcome),
-                ("subject", f.subject),
                 ("type", f.type),
             ):
                 if value:
                     where.append(f"{column} = ?")
                     params.append(value)
+            if f.subject:
+                where.append(bounded_equals(conn.dialect, "subject"))
+                params += [f.subject, f.subject]
             if f.code:
                 where.append("codes LIKE ? ESCAPE '\\'")
                 params.append(_like(json.dumps(f.code)))

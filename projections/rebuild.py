@@ -28,6 +28,7 @@ from projections.generations import (
     live_generation,
     new_generation,
     positions,
+    set_aside,
     switch_live,
 )
 from projections.projector import Projector
@@ -241,8 +242,11 @@ def verify(
 # --- status ---------------------------------------------------------------------------
 
 
-def status_report(app: ProviderLifecycle, db: ViewDatabase) -> dict[str, Any]:
-    """Every generation's views: position, the store's head and lag."""
+def status_report(
+    app: ProviderLifecycle, db: ViewDatabase, *, set_aside_limit: int = 100
+) -> dict[str, Any]:
+    """Every generation's views: position, the store's head and lag; and the notifications
+    the projector set aside (how many, and the latest ``set_aside_limit``)."""
     ensure_schema(db)
     head = int(app.process_recorder.max_notification_id() or 0)
     conn = db.connect()
@@ -264,6 +268,13 @@ def status_report(app: ProviderLifecycle, db: ViewDatabase) -> dict[str, Any]:
                         "lag": max(0, head - position),
                     }
                 )
-        return {"head": head, "live_generation": live, "views": out}
+        total, latest = set_aside(conn, set_aside_limit)
+        return {
+            "head": head,
+            "live_generation": live,
+            "views": out,
+            "set_aside_total": total,
+            "set_aside": latest,
+        }
     finally:
         conn.close()

@@ -1,4 +1,11 @@
-"""Writing a batch's changes into one generation of the views, in the caller's transaction."""
+"""Writing a batch's changes into one generation of the views, in the caller's transaction.
+
+Every value is written in a form its column can hold, whatever a stored event carries
+(stores written before the 1.1 JSON rules may hold them): U+0000, which PostgreSQL ``text``
+cannot hold, becomes U+FFFD; an integer beyond the column's range (a deposit of 10^20 fen)
+is held at the range's end (the row's ``doc`` keeps the exact value); free text in a key
+column is bounded (:func:`~projections.tables.bounded_key`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,66 @@ from typing import Any
 from lifecycle.eligibility import standing
 from lifecycle.provider import Provider
 from projections import documents as d
-from projections.database import Connection, PositionConflict
+from projections.database import Connection, PositionConflict, utc_now_text
 from projections.projection import Changes, city_status
-from projections.tables import TABLE_BY_NAME, VIEWS, table_name
+from projections.tables import BOUNDED_KEYS, TABLE_BY_NAME, VIEWS, bounded_key, table_name
+
+_RANGES = {"BIGINT": (-(2**63), 2**63 - 1), "INT": (-(2**31), 2**31 - 1)}
+
+
+def _checks(table: str) -> tuple[tuple[int, str, int, int], ...]:
+    """Per column of ``table`` that may need a storable form: (index, ``"key"`` (bounded
+    free text) | ``"text"`` | ``"int"``, and an integer column's range)."""
+    checks: list[tuple[int, str, int, int]] = []
+    keys = BOUNDED_KEYS.get(table, ())
+    for i, (column, spec) in enumerate(TABLE_BY_NAME[table].columns):
+        kind = spec.split(" ", 1)[0]
+        if column in keys:
+            checks.append((i, "key", 0, 0))
+        elif kind == "TEXT":
+            checks.append((i, "text", 0, 0))
+        elif kind in _RANGES:
+            checks.append((i, "int", *_RANGES[kind]))
+    return tuple(checks)
+
+
+_CHECKS = {name: _checks(name) for name in TABLE_BY_NAME}
+
+
+def storable_text(value: str) -> str:
+    """Text a ``text`` column can hold: U+0000 (not allowed in PostgreSQL) as U+FFFD."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def storable(table: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` of ``table`` with every value in a form its column holds (see the module
+    docstring); a row is copied only when one of its values changes."""
+    checks = _CHECKS[table]
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    for row in rows:
+        changed: list[Any] | None = None
+        for i, kind, low, high in checks:
+            value = row[i]
+            new: Any
+            kind_of = type(value)
+            if kind_of is str:
+                if kind == "key":
+                    new = bounded_key(storable_text(value))
+                elif "\x00" in value:
+                    new = storable_text(value)
+                else:
+                    continue
+            elif kind_of is int and kind == "int" and not low <= value <= high:
+                new = low if value < low else high
+            else:
+                continue
+            if new is not value:
+                if changed is None:
+                    changed = list(row)
+                changed[i] = new
+        append(row if changed is None else tuple(changed))
+    return out
 
 
 def _insert_sql(generation: int, table: str) -> str:
@@ -101,7 +165,18 @@ class ViewWriter:
         else:
             self.conn.executemany(f"DELETE FROM {name} WHERE uscc = ?", [(u,) for u in usccs])
 
-    def write(self, generation: int, changes: Changes, expected: int) -> None:
+    def write(
+        self,
+        generation: int,
+        changes: Changes,
+        expected: int,
+        set_aside: tuple[int, str | None, str] | None = None,
+    ) -> None:
+        """Write ``changes`` and move every view from ``expected`` to ``changes.last``.
+
+        ``set_aside`` (notification id, topic, error): that notification could not be
+        projected; it is listed in ``view_set_aside`` in the same transaction.
+        """
         conn = self.conn
         with conn.transaction():
             # Compare-and-set first: a concurrent projector waits here, then fails.
@@ -121,8 +196,15 @@ class ViewWriter:
             conn.copy_rows(
                 table_name(generation, "timeline"),
                 TABLE_BY_NAME["timeline"].column_names,
-                self._dates(changes.timeline, 6),
+                storable("timeline", self._dates(changes.timeline, 6)),
             )
+            if set_aside is not None:
+                nid, topic, error = set_aside
+                conn.execute(
+                    "INSERT INTO view_set_aside (generation, nid, topic, error, at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (generation, nid, topic, storable_text(error), utc_now_text()),
+                )
 
     def _providers(self, generation: int, changes: Changes) -> None:
         if not changes.touched:
@@ -138,18 +220,18 @@ class ViewWriter:
                 segments.extend(segs)
             requirements.extend(reqs)
         conn = self.conn
-        self._upsert_providers(generation, self._dates(rows, 10))
+        self._upsert_providers(generation, storable("provider", self._dates(rows, 10)))
         self._delete_for(generation, "eligibility", resegment)
         conn.copy_rows(
             table_name(generation, "eligibility"),
             TABLE_BY_NAME["eligibility"].column_names,
-            self._dates(segments, 2, 3),
+            storable("eligibility", self._dates(segments, 2, 3)),
         )
         self._delete_for(generation, "requirement", list(changes.touched))
         conn.copy_rows(
             table_name(generation, "requirement"),
             TABLE_BY_NAME["requirement"].column_names,
-            self._dates(requirements, 5, 6),
+            storable("requirement", self._dates(requirements, 5, 6)),
         )
 
     def _upsert_providers(self, generation: int, rows: list[tuple[Any, ...]]) -> None:
@@ -184,25 +266,36 @@ class ViewWriter:
             if new is not None:
                 deltas[new] += 1
         counts = table_name(generation, "counts")
+        # Two long cities may share a bounded key: their deltas are summed before the upsert.
+        bounded: Counter[tuple[Any, ...]] = Counter()
+        for row in storable("counts", [(c, s, n) for (c, s), n in sorted(deltas.items()) if n]):
+            bounded[row[:2]] += row[2]
         conn.executemany(
             _upsert_sql(generation, "counts", additive=("n",)),
-            [(city, status, n) for (city, status), n in sorted(deltas.items()) if n],
+            [(*key, n) for key, n in bounded.items() if n],
         )
         if deltas:
             conn.execute(f"DELETE FROM {counts} WHERE n = 0")
         conn.executemany(
             _upsert_sql(generation, "daily", additive=("n",)),
-            self._dates([(day, kind, n) for (day, kind), n in sorted(changes.daily.items())], 0),
+            storable(
+                "daily",
+                self._dates(
+                    [(day, kind, n) for (day, kind), n in sorted(changes.daily.items())], 0
+                ),
+            ),
         )
         conn.executemany(
             _upsert_sql(generation, "outcomes", additive=("n",)),
-            sorted(changes.outcomes.items()),
+            storable("outcomes", sorted(changes.outcomes.items())),
         )
 
     def _inbox(self, generation: int, changes: Changes) -> None:
         conn = self.conn
         conn.copy_rows(
-            table_name(generation, "inbox"), TABLE_BY_NAME["inbox"].column_names, changes.inbox
+            table_name(generation, "inbox"),
+            TABLE_BY_NAME["inbox"].column_names,
+            storable("inbox", changes.inbox),
         )
         conn.executemany(
             f"UPDATE {table_name(generation, 'inbox')} "

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from consumers.relay import relay_set_aside
 from lifecycle.application import ProviderLifecycle
 from projections.database import ViewDatabase, ViewsBusy
 from projections.projector import Projector
@@ -75,12 +76,15 @@ def _progress(quiet: bool = False) -> Progress:
 @projections_app.command("status")
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    show: Annotated[int, typer.Option(help="set-aside notifications to list")] = 20,
 ) -> None:
-    """Each view's position, the store's head and the lag, per generation."""
+    """Each view's position, the store's head and the lag, per generation; and the
+    notifications the projector or the relay set aside (could not project or publish)."""
     with _store() as (app, db):
-        report = status_report(app, db)
+        report = status_report(app, db, set_aside_limit=max(show, 0) if not as_json else 100)
+        report["relay"] = relay_set_aside(app, limit=max(show, 0) if not as_json else 100)
     if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         return
     table = Table(
         title=f"Views (store head {report['head']:,}, live generation {report['live_generation']})"
@@ -99,6 +103,36 @@ def status_command(
             f"{v['head']:,}",
             f"[{'green' if lag == 0 else 'yellow'}]{lag:,}[/]",
         )
+    console.print(table)
+    _print_set_aside(
+        f"Set aside by the projector: {report['set_aside_total']:,}",
+        ("generation", "notification", "topic", "error", "at"),
+        [
+            (str(e["generation"]), str(e["notification_id"]), e["topic"], e["error"], e["at"])
+            for e in report["set_aside"]
+        ],
+    )
+    relay = report["relay"]
+    if relay["set_aside_total"] is not None:
+        _print_set_aside(
+            f"Set aside by the relay ({relay['name']}): {relay['set_aside_total']:,}",
+            ("notification", "topic", "reason", "at"),
+            [
+                (str(e["notification_id"]), e["topic"], e["reason"], e["at"])
+                for e in relay["set_aside"]
+            ],
+        )
+
+
+def _print_set_aside(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        console.print(f"[green]{title}[/]")
+        return
+    table = Table(title=f"[red]{title}[/] (latest {len(rows)})")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_short(v if v is not None else "-", 80) for v in row))
     console.print(table)
 
 

@@ -11,7 +11,7 @@ import logging
 import signal
 
 from audit.seal import seal_daily
-from consumers.topics import ensure_topics
+from consumers.topics import ensure_service_topics
 from service.bootstrap import Bootstrap
 from service.settings import Settings
 from web.server import serve as serve_http
@@ -24,14 +24,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await ensure_topics(
+    # The topics published to have room for a maximal inbound record plus the service's
+    # headers (a dead letter is the original record with ``x-error`` and ``x-original-*``).
+    await ensure_service_topics(
         settings.kafka_bootstrap,
-        {
-            settings.inbound_topic: settings.partitions,
-            settings.outbound_topic: settings.partitions,
-            settings.refused_topic: settings.partitions,
-            settings.dlq_topic: settings.partitions,
-        },
+        inbound=settings.inbound_topic,
+        outbound=settings.outbound_topic,
+        refused=settings.refused_topic,
+        dlq=settings.dlq_topic,
+        partitions=settings.partitions,
     )
     with Bootstrap(settings) as deps:
         log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)

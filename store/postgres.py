@@ -53,6 +53,55 @@ from store.transcoding import OrjsonTranscoding
 log = logging.getLogger(__name__)
 _cursor_names = count(1)
 
+#: The chain's subject index holds this many leading characters of a subject, never the whole
+#: (a B-tree row holds at most ~2.7 kB, and a malformed record's subject may be any length);
+#: ``subject_streams`` compares the full subject on the rows the index finds.
+SUBJECT_KEY_CHARS = 64
+
+#: Marks a subject column value that holds the subject's UTF-8 bytes in hex: PostgreSQL
+#: ``text`` cannot hold U+0000 (nor a lone surrogate), which an inbound record's subject may.
+_HEX_MARK = "\x01"
+
+
+def column_subject(subject: str | None) -> str | None:
+    """A subject as the chain's ``subject`` column holds it (reversibly: :func:`chain_subject`).
+
+    A subject with U+0000, a lone surrogate or starting with U+0001 is written as U+0001
+    followed by the hex of its UTF-8 bytes (surrogates passed through); any other as it is.
+    """
+    if subject is None:
+        return None
+    if "\x00" not in subject and not subject.startswith(_HEX_MARK):
+        if subject.isascii():
+            return subject
+        try:
+            subject.encode()
+            return subject
+        except UnicodeEncodeError:
+            pass
+    return _HEX_MARK + subject.encode("utf-8", "surrogatepass").hex()
+
+
+def chain_subject(stored: str | None) -> str | None:
+    """The subject a ``subject`` column value stands for (the inverse of :func:`column_subject`)."""
+    if stored is None or not stored.startswith(_HEX_MARK):
+        return stored
+    return bytes.fromhex(stored[1:]).decode("utf-8", "surrogatepass")
+
+
+def _storable(links: Sequence[Link]) -> Sequence[Link]:
+    """The links with their subjects as the column holds them (a copy only when one differs)."""
+    out: list[Link] | None = None
+    for i, link in enumerate(links):
+        stored = column_subject(link.subject)
+        if stored is not link.subject:
+            if out is None:
+                out = list(links[:i])
+            out.append(link._replace(subject=stored))
+        elif out is not None:
+            out.append(link)
+    return links if out is None else out
+
 
 class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
     def __init__(
@@ -69,12 +118,15 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
         )
         self.chain_table_name = f"{events_table_name}_chain"
         self.seals_table_name = f"{events_table_name}_seals"
-        self.check_identifier_length(f"{self.chain_table_name}_subject_idx")
+        self.set_aside_table_name = f"{events_table_name}_set_aside"
+        self.check_identifier_length(f"{self.chain_table_name}_subject_key_idx")
+        self.check_identifier_length(self.set_aside_table_name)
         self.head_cache = HeadCache()
         schema = Identifier(self.datastore.schema)
         self.chain_table = SQL("{0}.{1}").format(schema, Identifier(self.chain_table_name))
         self.seals_table = SQL("{0}.{1}").format(schema, Identifier(self.seals_table_name))
         self.events_table = SQL("{0}.{1}").format(schema, Identifier(self.events_table_name))
+        self.set_aside_table = SQL("{0}.{1}").format(schema, Identifier(self.set_aside_table_name))
         id_type = Identifier(self.datastore.originator_id_type)
         self.sql_create_statements += [
             SQL(
@@ -87,10 +139,20 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
                 "hash bytea NOT NULL, "
                 "PRIMARY KEY (originator_id, originator_version))"
             ).format(self.chain_table, id_type),
-            # Finds a provider's streams (its own and its inbound records) for the history.
+            # Finds a provider's streams (its own and its inbound records) for the history, by
+            # a bounded prefix of the subject (ARCHITECTURE.md, "Traps": a B-tree row holds
+            # ~2.7 kB). Stores made before it indexed the whole subject: dropped in place.
+            SQL("DROP INDEX IF EXISTS {0}.{1}").format(
+                schema, Identifier(f"{self.chain_table_name}_subject_idx")
+            ),
             SQL(
-                "CREATE INDEX IF NOT EXISTS {0} ON {1} (subject) WHERE originator_version = 1"
-            ).format(Identifier(f"{self.chain_table_name}_subject_idx"), self.chain_table),
+                "CREATE INDEX IF NOT EXISTS {0} ON {1} (substr(subject, 1, {2})) "
+                "WHERE originator_version = 1"
+            ).format(
+                Identifier(f"{self.chain_table_name}_subject_key_idx"),
+                self.chain_table,
+                Literal(SUBJECT_KEY_CHARS),
+            ),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "seq bigint PRIMARY KEY, "
@@ -103,6 +165,17 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
                 "prev text NOT NULL, "
                 "hash text NOT NULL)"
             ).format(self.seals_table),
+            # What a reader of the notification log (the relay) could not pass on: set aside,
+            # listed by ``lifecycle projections status``.
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "consumer text NOT NULL, "
+                "notification_id bigint NOT NULL, "
+                "topic text, "
+                "reason text NOT NULL, "
+                "at text NOT NULL, "
+                "PRIMARY KEY (consumer, notification_id))"
+            ).format(self.set_aside_table),
         ]
         # Primary-key lookups, one per stream: ``OFFSET 0`` keeps the planner from turning
         # the LATERAL into a hash join over the whole chain table.
@@ -242,13 +315,16 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
             )
             for row in curs.fetchall():
                 heads[row["originator_id"]] = Head(
-                    int(row["originator_version"]), bytes(row["hash"]), row["subject"]
+                    int(row["originator_version"]),
+                    bytes(row["hash"]),
+                    chain_subject(row["subject"]),
                 )
         return heads
 
     def _copy_links(
         self, curs: Cursor[DictRow], links: Sequence[Link], ids: Sequence[int] | None = None
     ) -> None:
+        links = _storable(links)
         with curs.copy(self.copy_links_statement) as copy:
             if self.datastore.originator_id_type == "uuid":
                 copy.write(links_copy_data(links, ids))
@@ -308,6 +384,59 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
                     linked += len(links)
             if linked:
                 log.warning("hash chain created for %d events recorded before it existed", linked)
+
+    # --- set aside by a reader of the log ------------------------------------------------
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_set_aside(
+        self, consumer: str, entries: Sequence[tuple[int, str | None, str, str]]
+    ) -> None:
+        """Remember notifications ``consumer`` could not pass on: (notification id, topic,
+        reason, at); one already remembered is kept as it is."""
+        if not entries:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(
+                SQL(
+                    "INSERT INTO {0} VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (consumer, notification_id) DO NOTHING"
+                ).format(self.set_aside_table),
+                [
+                    (consumer, nid, topic, reason.replace("\x00", "\ufffd"), at)
+                    for nid, topic, reason, at in entries
+                ],
+            )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_set_aside(
+        self, consumer: str, limit: int = 1000
+    ) -> list[tuple[int, str | None, str, str]]:
+        """The latest ``limit`` notifications ``consumer`` set aside, in log order."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, topic, reason, at FROM {0} WHERE consumer = %s "
+                    "ORDER BY notification_id DESC LIMIT %s"
+                ).format(self.set_aside_table),
+                (consumer, limit),
+            )
+            rows = [
+                (int(r["notification_id"]), r["topic"], str(r["reason"]), str(r["at"]))
+                for r in curs.fetchall()
+            ]
+        return rows[::-1]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def count_set_aside(self, consumer: str) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT COUNT(*) AS n FROM {0} WHERE consumer = %s").format(
+                    self.set_aside_table
+                ),
+                (consumer,),
+            )
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
 
     # --- the audit port -----------------------------------------------------------------
 
@@ -386,7 +515,7 @@ class PostgresAuditReader:
                 r["originator_id"],
                 int(r["originator_version"]),
                 int(r["notification_id"]),
-                r["subject"],
+                chain_subject(r["subject"]),
                 bytes(r["prev_hash"]),
                 bytes(r["hash"]),
             )
@@ -415,13 +544,16 @@ class PostgresAuditReader:
             ]
 
     def subject_streams(self, subject: str) -> list[UUID]:
+        stored = column_subject(subject)
         with self.conn.cursor() as cursor:
+            # The index holds a prefix; the full subject is compared on the rows it finds.
             cursor.execute(
                 SQL(
-                    "SELECT originator_id FROM {0} WHERE subject = %s AND originator_version = 1 "
-                    "ORDER BY notification_id"
-                ).format(self.recorder.chain_table),
-                (subject,),
+                    "SELECT originator_id FROM {0} "
+                    "WHERE substr(subject, 1, {1}) = substr(%s, 1, {1}) AND subject = %s "
+                    "AND originator_version = 1 ORDER BY notification_id"
+                ).format(self.recorder.chain_table, Literal(SUBJECT_KEY_CHARS)),
+                (stored, stored),
             )
             return [
                 r["originator_id"]

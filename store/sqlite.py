@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 #: Row values per ``IN (VALUES …)`` query (two parameters each; SQLite allows 32,766).
 _HEADS_CHUNK = 8000
 
+#: The chain's subject index holds this many leading characters of a subject, never the whole
+#: (a malformed record's subject may be any length); ``subject_streams`` compares the full one.
+SUBJECT_KEY_CHARS = 64
+
 
 def _blob(value: Any) -> bytes:
     """A BLOB column's value; a tampered row may hold TEXT (``replace()`` returns text)."""
@@ -49,6 +53,7 @@ class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder, PositionedRecorder):
     def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str = "stored_events"):
         self.chain_table_name = f"{events_table_name}_chain"
         self.seals_table_name = f"{events_table_name}_seals"
+        self.set_aside_table_name = f"{events_table_name}_set_aside"
         self.head_cache = HeadCache()
         super().__init__(datastore, events_table_name=events_table_name)
 
@@ -64,9 +69,13 @@ class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder, PositionedRecorder):
             "prev_hash BLOB NOT NULL, "
             "hash BLOB NOT NULL, "
             "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
-            # Finds a provider's streams (its own and its inbound records) for the history.
-            f"CREATE INDEX IF NOT EXISTS {chain}_subject_idx ON {chain} (subject) "
-            "WHERE originator_version = 1",
+            # Finds a provider's streams (its own and its inbound records) for the history, by
+            # a bounded prefix of the subject (ARCHITECTURE.md, "Traps": never index an
+            # unbounded string whole). Stores made before it indexed the whole subject: that
+            # index is dropped in place.
+            f"DROP INDEX IF EXISTS {chain}_subject_idx",
+            f"CREATE INDEX IF NOT EXISTS {chain}_subject_key_idx ON {chain} "
+            f"(substr(subject, 1, {SUBJECT_KEY_CHARS})) WHERE originator_version = 1",
             f"CREATE TABLE IF NOT EXISTS {seals} ("
             "seq INTEGER PRIMARY KEY, "
             "sealed_at TEXT NOT NULL, "
@@ -77,6 +86,15 @@ class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder, PositionedRecorder):
             "root TEXT NOT NULL, "
             "prev TEXT NOT NULL, "
             "hash TEXT NOT NULL)",
+            # What a reader of the notification log (the relay) could not pass on: set aside,
+            # listed by ``lifecycle projections status``.
+            f"CREATE TABLE IF NOT EXISTS {self.set_aside_table_name} ("
+            "consumer TEXT NOT NULL, "
+            "notification_id INTEGER NOT NULL, "
+            "topic TEXT, "
+            "reason TEXT NOT NULL, "
+            "at TEXT NOT NULL, "
+            "PRIMARY KEY (consumer, notification_id)) WITHOUT ROWID",
         ]
 
     def create_table(self) -> None:
@@ -213,6 +231,44 @@ class PositionsSQLiteProcessRecorder(SQLiteProcessRecorder, PositionedRecorder):
             if linked:
                 log.warning("hash chain created for %d events recorded before it existed", linked)
 
+    # --- set aside by a reader of the log ------------------------------------------------
+
+    def insert_set_aside(
+        self, consumer: str, entries: Sequence[tuple[int, str | None, str, str]]
+    ) -> None:
+        """Remember notifications ``consumer`` could not pass on: (notification id, topic,
+        reason, at); one already remembered is kept as it is."""
+        if not entries:
+            return
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(
+                f"INSERT INTO {self.set_aside_table_name} VALUES (?,?,?,?,?) "
+                "ON CONFLICT (consumer, notification_id) DO NOTHING",
+                [(consumer, nid, topic, reason, at) for nid, topic, reason, at in entries],
+            )
+
+    def select_set_aside(
+        self, consumer: str, limit: int = 1000
+    ) -> list[tuple[int, str | None, str, str]]:
+        """The latest ``limit`` notifications ``consumer`` set aside, in log order."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT notification_id, topic, reason, at FROM {self.set_aside_table_name} "
+                "WHERE consumer = ? ORDER BY notification_id DESC LIMIT ?",
+                (consumer, limit),
+            )
+            rows = [(int(r[0]), r[1], str(r[2]), str(r[3])) for r in c.fetchall()]
+        return rows[::-1]
+
+    def count_set_aside(self, consumer: str) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT COUNT(*) FROM {self.set_aside_table_name} WHERE consumer = ?",
+                (consumer,),
+            )
+            row = c.fetchone()
+        return int(row[0]) if row else 0
+
     # --- the audit port -----------------------------------------------------------------
 
     @contextmanager
@@ -301,10 +357,13 @@ class SQLiteAuditReader:
 
     def subject_streams(self, subject: str) -> list[UUID]:
         streams: list[UUID] = []
+        # The index holds a prefix; the full subject is compared on the rows it finds (the
+        # unary ``+`` keeps SQLite from planning a scan around that second term).
         for r in self._rows(
             f"SELECT originator_id FROM {self.recorder.chain_table_name} "
-            "WHERE subject = ? AND originator_version = 1 ORDER BY notification_id",
-            (subject,),
+            f"WHERE substr(subject, 1, {SUBJECT_KEY_CHARS}) = substr(?, 1, {SUBJECT_KEY_CHARS}) "
+            "AND +subject = ? AND originator_version = 1 ORDER BY notification_id",
+            (subject, subject),
         ):
             oid = self.recorder.convert_originator_id(r[0])
             streams.append(oid if isinstance(oid, UUID) else UUID(oid))

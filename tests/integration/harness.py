@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from consumers.producer import key_of, produce
-from consumers.topics import ensure_topics
+from consumers.topics import ensure_service_topics, ensure_topics
 from lifecycle.application import ProviderLifecycle
 from store.url import persistence_env
 
@@ -46,6 +46,20 @@ class Topics:
             f"it-{tag}.refused",
             f"it-{tag}.inbound.dlq",
             f"it-{tag}-group",
+        )
+
+    def create(self, bootstrap: str, partitions: int = 6) -> dict[str, int]:
+        """The topics as ``lifecycle run`` creates them: the ones it publishes to with room
+        for a maximal inbound record plus its headers; every topic's ``max.message.bytes``."""
+        return asyncio.run(
+            ensure_service_topics(
+                bootstrap,
+                inbound=self.inbound,
+                outbound=self.outbound,
+                refused=self.refused,
+                dlq=self.dlq,
+                partitions=partitions,
+            )
         )
 
     def env(self, bootstrap: str, store: str, **extra: str) -> dict[str, str]:

@@ -1,0 +1,316 @@
+"""The relay without a broker: what it publishes (headers, extensions, a bounded ``x-error``)
+and what it does with a record Kafka will not take (set aside, the others go on) or when
+Kafka is not there (raise, so ``run`` waits and publishes the page again, in order).
+
+A fake producer stands in for aiokafka's (the real one is exercised by
+``tests/integration/test_poison_after_store.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers import relay as relay_module
+from consumers.relay import (
+    CONTENT_TYPE,
+    X_ERROR_MAX_BYTES,
+    Outgoing,
+    Relay,
+    RelayConfig,
+    bounded_header,
+    outbound_event,
+    relay_set_aside,
+)
+from lifecycle.application import InboundMessage, ProviderLifecycle
+from lifecycle.provider import Provider
+from store.url import persistence_env
+from tests.factories import admitted, applied, deposit_paid, event, line, onboard, uscc
+
+CONFIG = RelayConfig("kafka:9", "out", "refused", "dlq", page=100)
+A, B = uscc(801), uscc(802)
+
+# --- x-error ----------------------------------------------------------------------------------
+
+
+@given(st.text(max_size=3000))
+def test_x_error_is_at_most_1_kib_of_valid_utf8_and_a_prefix_of_the_reason(reason: str) -> None:
+    header = bounded_header(reason)
+    assert len(header) <= X_ERROR_MAX_BYTES
+    text = header.decode("utf-8")  # never a cut character
+    whole = reason.encode("utf-8", "replace").decode("utf-8")
+    if len(reason.encode("utf-8", "replace")) <= X_ERROR_MAX_BYTES:
+        assert text == whole
+    else:
+        assert text.endswith("…") and whole.startswith(text[:-1])
+        # Cut as late as a character boundary allows.
+        assert len(header) > X_ERROR_MAX_BYTES - 3 - 4
+
+
+def test_x_error_cuts_a_long_reason_on_a_character_boundary() -> None:
+    assert bounded_header("a" * 1024) == b"a" * 1024
+    assert bounded_header("a" * 1025) == b"a" * 1021 + "…".encode()
+    # 3-byte characters: 340 of them (1020 bytes) fit before the ellipsis.
+    cut = bounded_header("名" * 600)
+    assert cut.decode() == "名" * 340 + "…" and len(cut) == 1023
+
+
+# --- a store to relay ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ProviderLifecycle]:
+    app = ProviderLifecycle(env=persistence_env(f"sqlite:///{tmp_path}/store.db"))
+    yield app
+    app.close()
+
+
+_offsets = iter(range(1_000_000))
+
+
+def ingest(app: ProviderLifecycle, *records: dict[str, Any] | bytes) -> None:
+    app.process(
+        [InboundMessage(line(r), f"kafka:in:0:{next(_offsets)}", key=b"k") for r in records]
+    )
+
+
+def test_a_dead_letter_keeps_the_bytes_and_key_and_a_bounded_reason(
+    store: ProviderLifecycle,
+) -> None:
+    poison = json.dumps(event("provider." + "X" * 600_000, A, {})).encode()
+    ingest(store, poison)
+    notifications = store.process_recorder.select_notifications(1, 10)
+    [letter] = Relay(store, CONFIG).translate(notifications)
+    assert letter.topic == "dlq" and letter.value == poison and letter.key == b"k"
+    headers = dict(letter.headers)
+    assert len(headers["x-error"]) <= X_ERROR_MAX_BYTES
+    assert headers["x-error"].decode().startswith("unknown_type: ")
+    assert headers["x-error"].decode().endswith("…")
+    assert headers["x-original-topic"] == b"in" and headers["x-original-partition"] == b"0"
+    # Raw bytes are not a CloudEvent of the service's: no content-type of its own.
+    assert "content-type" not in headers
+
+
+def test_outbound_and_refused_records_say_they_are_cloudevents_json(
+    store: ProviderLifecycle,
+) -> None:
+    ingest(store, *onboard(A), applied(A, "2026-03-01"))  # the last one is refused (STATE)
+    out = Relay(store, CONFIG).translate(store.process_recorder.select_notifications(1, 100))
+    topics = [o.topic for o in out]
+    assert topics.count("out") == 3 and topics.count("refused") == 1
+    for o in out:
+        assert o.headers == [CONTENT_TYPE]
+        assert CONTENT_TYPE == ("content-type", b"application/cloudevents+json; charset=UTF-8")
+        json.loads(o.value)
+
+
+def test_outbound_events_carry_the_inbound_extension_attributes(
+    store: ProviderLifecycle,
+) -> None:
+    ingest(store, applied(A))
+    [first] = [e for e in store.events.get(store.provider(A).id)]  # type: ignore[union-attr]
+    assert isinstance(first, Provider.Event)
+    assert "traceparent" not in outbound_event(first, A)  # stored before 1.1: none
+    extensions = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "partitionkey": 7,
+        "replayed": False,
+        "sequence": 99,  # the service's own: never taken from the inbound event
+        "id": "not-this",
+    }
+    first.__dict__["ce_extensions"] = extensions
+    published = outbound_event(first, A)
+    assert published["traceparent"] == extensions["traceparent"]
+    assert published["partitionkey"] == 7 and published["replayed"] is False
+    assert published["sequence"] == 1 and published["id"] == first.ce_id
+    assert list(published)[-3:] == ["sequence", "recordedtime", "data"]
+
+
+def test_a_notification_that_cannot_be_translated_is_set_aside_and_the_page_goes_on(
+    store: ProviderLifecycle, tmp_path: Path
+) -> None:
+    ingest(store, *onboard(A), *onboard(B))
+    with sqlite3.connect(tmp_path / "store.db") as conn:  # bytes no longer JSON
+        conn.execute("UPDATE stored_events SET state = X'ff' WHERE rowid = 2")
+    store.clear_cache()
+    page = Relay(store, CONFIG).translate_page(store.process_recorder.select_notifications(1, 100))
+    [entry] = page.set_aside
+    assert entry.notification_id == 2 and entry.topic is None
+    assert entry.reason.startswith("untranslatable: MapperDeserialisationError")
+    assert [o.notification_id for o in page.outgoing] == [1, 3, 4, 5, 6]
+
+
+# --- publishing with a fake producer -----------------------------------------------------------
+
+
+class FakeProducer:
+    """Acknowledges every record, except those ``refuse(record)`` names an exception for;
+    records a refused record's batch-mates as refused too (Kafka refuses a whole batch)."""
+
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+
+    async def start(self) -> None:
+        self.kafka.starts += 1
+        if self.kafka.down:
+            raise KafkaConnectionError("no broker")
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self.kafka.pending:
+            # What is sent before the relay next waits forms one batch (as ``linger_ms``).
+            loop.call_soon(self.kafka.flush)
+        self.kafka.pending.append((topic, key, value, future))
+        return future
+
+
+class FakeKafka:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes | None, bytes]] = []
+        self.pending: list[tuple[str, bytes | None, bytes, asyncio.Future[Any]]] = []
+        self.poison: set[bytes] = set()
+        self.down = False
+        self.outage = False
+        self.starts = 0
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if self.outage:
+            for *_, future in batch:
+                future.set_exception(KafkaConnectionError("broker went away"))
+            return
+        refused = any(value in self.poison for _, _, value, _ in batch)
+        for topic, key, value, future in batch:
+            if refused:
+                future.set_exception(MessageSizeTooLargeError())
+            else:
+                self.published.append((topic, key, value))
+                future.set_result(None)
+
+
+def fake_relay(app: ProviderLifecycle, kafka: FakeKafka, **limits: int) -> Relay:
+    relay = Relay(app, CONFIG)
+    relay._new_producer = lambda: FakeProducer(kafka)  # type: ignore[method-assign]
+    relay.limits = dict(limits)
+    return relay
+
+
+async def publish(relay: Relay, outgoing: list[Outgoing]) -> list[Any]:
+    await relay._start_producer()
+    return await relay.publish(outgoing)
+
+
+def records(n: int, topic: str = "out") -> list[Outgoing]:
+    return [Outgoing(topic, b"k", f"record {i}".encode(), [], i + 1) for i in range(n)]
+
+
+def test_a_record_larger_than_its_topic_takes_is_set_aside_and_the_others_published(
+    store: ProviderLifecycle,
+) -> None:
+    kafka = FakeKafka()
+    relay = fake_relay(store, kafka, dlq=200)
+    big = Outgoing("dlq", None, b"x" * 300, [("x-error", b"e")], 2)
+    small = Outgoing("dlq", None, b"x" * 10, [], 3)
+    outgoing = [*records(1), big, small]
+    set_aside = asyncio.run(publish(relay, outgoing))
+    assert [(e.notification_id, e.topic) for e in set_aside] == [(2, "dlq")]
+    assert set_aside[0].reason.startswith("too_large: ")
+    assert [v for _, _, v in kafka.published] == [b"record 0", b"x" * 10]
+
+
+def test_a_record_kafka_refuses_is_set_aside_alone_and_its_batch_mates_published_in_order(
+    store: ProviderLifecycle,
+) -> None:
+    kafka = FakeKafka()
+    relay = fake_relay(store, kafka)
+    outgoing = records(5)
+    kafka.poison = {b"record 2"}
+    set_aside = asyncio.run(publish(relay, outgoing))
+    assert [e.notification_id for e in set_aside] == [3]
+    assert set_aside[0].reason.startswith("MessageSizeTooLargeError")
+    # The batch was refused whole; each record was then sent alone, by a fresh producer.
+    assert [v for _, _, v in kafka.published] == [
+        b"record 0",
+        b"record 1",
+        b"record 3",
+        b"record 4",
+    ]
+    assert kafka.starts == 2
+
+
+def test_a_kafka_outage_is_raised_and_nothing_is_set_aside(store: ProviderLifecycle) -> None:
+    kafka = FakeKafka()
+    kafka.outage = True
+    relay = fake_relay(store, kafka)
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(publish(relay, records(3)))
+    assert kafka.published == [] and relay.set_aside == []
+
+
+def test_the_relay_sets_aside_what_cannot_be_published_remembers_it_and_goes_on(
+    store: ProviderLifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``run``: a Kafka outage at start is waited out; a dead letter too large for
+    the DLQ topic is set aside (log, metric, the store); every other record is published,
+    in store order, and the position moves past them all."""
+    huge = json.dumps(event("provider.Applied", "S" * 5000, {})).encode()  # malformed
+    ingest(store, *onboard(A), huge, b"{not json", applied(B), admitted(B))
+    ingest(store, deposit_paid(B, "2026-01-03", 25_000))
+    head = store.process_recorder.max_notification_id()
+    kafka = FakeKafka()
+
+    async def limits(bootstrap: str, topics: list[str]) -> dict[str, int]:
+        kafka.down = kafka.starts == 0  # down for the first start only
+        return {"out": 10**6, "refused": 10**6, "dlq": 4000}
+
+    monkeypatch.setattr(relay_module, "topic_limits", limits)
+    relay = fake_relay(store, kafka)
+    relay.config = RelayConfig("kafka:9", "out", "refused", "dlq", page=3, retry_max_seconds=0.01)
+    before = relay_module.RELAY_SET_ASIDE.labels("dlq")._value.get()
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        while relay.position() < (head or 0):
+            assert not task.done(), task
+            await asyncio.sleep(0.01)  # polling the store's tracking position
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    assert kafka.starts >= 2  # the first start met the outage
+    published = [(t, json.loads(v) if t == "out" else v) for t, _, v in kafka.published]
+    assert [t for t, _ in published] == ["out", "out", "out", "dlq", "out", "out", "out"]
+    outbound = [p for t, p in published if t == "out"]
+    assert [(e["subject"], e["sequence"]) for e in outbound] == [
+        (A, 1),
+        (A, 2),
+        (A, 3),
+        (B, 1),
+        (B, 2),
+        (B, 3),
+    ]
+    assert outbound[-1]["data"]["amount_fen"] == 25_000
+    assert published[3][1] == b"{not json"
+    # The huge dead letter: set aside, counted, and remembered in the store.
+    [entry] = relay.set_aside
+    assert entry.topic == "dlq" and entry.reason.startswith("too_large: ")
+    assert relay_module.RELAY_SET_ASIDE.labels("dlq")._value.get() == before + 1
+    report = relay_set_aside(store)
+    assert report["set_aside_total"] == 1
+    assert report["set_aside"] == [entry.as_dict()]
