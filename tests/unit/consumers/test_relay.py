@@ -12,6 +12,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from consumers.relay import (
 )
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.provider import Provider
+from lifecycle.records import InboundRecord, b64
 from store.url import persistence_env
 from tests.factories import admitted, applied, deposit_paid, event, line, onboard, uscc
 
@@ -87,7 +89,22 @@ def test_a_dead_letter_keeps_the_bytes_and_key_and_a_bounded_reason(
     store: ProviderLifecycle,
 ) -> None:
     poison = json.dumps(event("provider." + "X" * 600_000, A, {})).encode()
-    ingest(store, poison)
+    # 1.1 parsing keeps every reason short; a store written before it may hold a 600 KB one.
+    store.save(
+        InboundRecord(
+            "malformed",
+            "kafka:in:0:0",
+            None,
+            None,
+            None,
+            [],
+            "unknown_type: " + "provider." + "X" * 600_000,
+            b64(poison) or "",
+            b64(b"k"),
+            None,
+            datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
     notifications = store.process_recorder.select_notifications(1, 10)
     [letter] = Relay(store, CONFIG).translate(notifications)
     assert letter.topic == "dlq" and letter.value == poison and letter.key == b"k"

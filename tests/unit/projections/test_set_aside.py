@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from consumers.relay import Relay, RelayConfig
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.provider import Provider
+from lifecycle.records import InboundRecord
 from projections import generations
 from projections import projector as projector_module
 from projections import writer as writer_module
@@ -367,7 +368,23 @@ def test_the_chains_subject_index_is_bounded_and_subject_streams_stay_exact(
     store.ingest(
         event("provider.Applied", base + "1", {}), event("provider.Applied", base + "2", {})
     )
-    store.ingest(event("provider.Applied", "x" * 3000, {}), event("provider.Applied", "n\x00", {}))
+    store.ingest(event("provider.Applied", "x" * 3000, {}))
+    # A NUL in a subject is malformed from 1.1 on; stores written before it may hold one.
+    store.app.save(
+        InboundRecord(
+            "malformed",
+            "kafka:in:0:99",
+            None,
+            "n\x00",
+            None,
+            [],
+            "invalid_subject",
+            "",
+            None,
+            None,
+            NOW,
+        )
+    )
     recorder = store.app.recorder
     with recorder.audit_reader() as reader:  # type: ignore[attr-defined]
         assert len(reader.subject_streams(base + "1")) == 1
