@@ -51,7 +51,7 @@ def evaluate(lines: Iterable[bytes], as_of: date) -> dict[str, Any]:
         results = app.process([m for _, m in batch])
         for (line, _), result in zip(batch, results, strict=True):
             outcomes.append(outcome_entry(result, line))
-            if result.outcome != "malformed" and result.subject:
+            if result.outcome in ("accepted", "refused") and result.subject:
                 subjects.setdefault(result.subject)
         batch.clear()
 
