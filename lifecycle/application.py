@@ -566,7 +566,9 @@ class ProviderLifecycle(Application[UUID]):
         (``event.source``, ``event.id``) not accepted: so a key's marker knows if it was ever
         accepted. Idempotent (markers present are left), and safe when two processes run it
         at once: the store refuses the second writer of a marker, which starts again and
-        finds it. Done is noted in the tracking table (:data:`EVENT_KEYS_INDEXED`).
+        finds it. Done is noted in the tracking table (:data:`EVENT_KEYS_INDEXED`, with the
+        last notification id of the store when the scan began). A 1.0 process must not write
+        to the store any more meanwhile (stop the old version, then start this one).
         Returns how many markers it wrote.
         """
         written = 0
@@ -605,13 +607,17 @@ class ProviderLifecycle(Application[UUID]):
                 return source, ce_id, "refused", event.subject
             return None
 
-        upto, written = 0, 0
+        # What was stored before this scan began; what comes after is judged by 1.1 code.
+        head = self.process_recorder.max_notification_id() or 0
+        written = 0
         for prefix, read in ((_PROVIDER_TOPICS, accepted), (_RECEIVED_TOPIC, refused)):
             start = 1
-            while notifications := self.process_recorder.select_notifications(start, page):
+            while start <= head and (
+                notifications := self.process_recorder.select_notifications(start, page, head)
+            ):
                 found: dict[UUID, tuple[str, str, str, str | None]] = {}
                 for notification in notifications:
-                    if notification.topic.startswith(prefix):
+                    if notification.id <= head and notification.topic.startswith(prefix):
                         key = read(self.mapper.to_domain_event(notification))
                         if key is not None:
                             found.setdefault(event_key(key[0], key[1]), key)
@@ -622,9 +628,8 @@ class ProviderLifecycle(Application[UUID]):
                         self._encode(e for m in markers for e in m.collect_events())
                     )
                     written += len(markers)
-                upto = max(upto, notifications[-1].id)
                 start = notifications[-1].id + 1
-        return upto, written
+        return head, written
 
     # --- the provider cache ---------------------------------------------------------------
 
