@@ -56,6 +56,7 @@ from lifecycle.records import (
     InboundRecord,
     b64,
     event_key,
+    key_noted,
 )
 from lifecycle.uscc import provider_id
 
@@ -175,8 +176,10 @@ class _Batch:
     accepted: dict[str, list[Any]] = field(default_factory=dict)
     #: Providers whose state could not be rebuilt: their later records are internal errors.
     unjudgeable: set[str] = field(default_factory=set)
-    #: Keys judged in this batch, and the markers created or loaded (to judge a re-submission).
+    #: Keys judged in this batch, the markers created, and those built or loaded (to judge
+    #: a re-submission).
     judged: set[UUID] = field(default_factory=set)
+    noted: dict[UUID, EventKey.Noted] = field(default_factory=dict)
     keys: dict[UUID, EventKey] = field(default_factory=dict)
     #: Inbox records whose re-submitted copies are in this batch (``None``: not found).
     originals: dict[UUID, InboundRecord | None] = field(default_factory=dict)
@@ -303,7 +306,7 @@ class ProviderLifecycle(Application[UUID]):
             stored = self._encode(verdict.events)
             if verdict.key is not None and isinstance(item, Envelope):
                 # The key's marker last: nothing shared has changed if anything above failed.
-                stored += self._mark_key(verdict, item, batch)
+                stored += self._mark_key(verdict, item, recorded_at, batch)
         except Exception as exc:
             if is_store_failure(exc):
                 raise
@@ -383,14 +386,19 @@ class ProviderLifecycle(Application[UUID]):
         judged = key if judgement.outcome == "refused" else None
         return _Verdict(result, list(record.collect_events()), None, judged, marker)
 
-    def _mark_key(self, verdict: _Verdict, envelope: Envelope, batch: _Batch) -> list[StoredEvent]:
+    def _mark_key(
+        self, verdict: _Verdict, envelope: Envelope, at: datetime, batch: _Batch
+    ) -> list[StoredEvent]:
         """The marker's events: created at the key's first judgement; ``Accepted`` when a
         re-submitted refused event is accepted at last."""
         outcome = verdict.result.outcome
         if verdict.marker is None:
-            marker = EventKey(envelope.source, envelope.id, outcome, envelope.subject)
-            stored = self._encode(marker.collect_events())
-            batch.keys[marker.id] = marker
+            assert verdict.key is not None
+            noted = key_noted(
+                verdict.key, envelope.source, envelope.id, outcome, envelope.subject, at
+            )
+            stored = self._encode([noted])
+            batch.noted[verdict.key] = noted
             return stored
         if outcome == "accepted":
             verdict.marker.accept(envelope.subject)
@@ -409,8 +417,11 @@ class ProviderLifecycle(Application[UUID]):
     def _key_marker(self, key: UUID, batch: _Batch) -> EventKey:
         marker = batch.keys.get(key)
         if marker is None:
-            loaded: EventKey = self.repository.get(key)
-            batch.keys[key] = marker = loaded
+            noted = batch.noted.get(key)
+            built: EventKey | None = noted.mutate(None) if noted is not None else None
+            if built is None:
+                built = self.repository.get(key)
+            batch.keys[key] = marker = built
         return marker
 
     def _keep_record(
@@ -622,11 +633,10 @@ class ProviderLifecycle(Application[UUID]):
                         if key is not None:
                             found.setdefault(event_key(key[0], key[1]), key)
                 present = self._present(list(found))
-                markers = [EventKey(*k) for i, k in found.items() if i not in present]
+                now = self.clock()
+                markers = [key_noted(i, *k, now) for i, k in found.items() if i not in present]
                 if markers:
-                    self.process_recorder.insert_events(
-                        self._encode(e for m in markers for e in m.collect_events())
-                    )
+                    self.process_recorder.insert_events(self._encode(markers))
                     written += len(markers)
                 start = notifications[-1].id + 1
         return head, written

@@ -13,12 +13,12 @@ repeats with one query (``select_present_originators``). A malformed record rese
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime
 from typing import Any, Final
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 RECORD_NAMESPACE = uuid5(NAMESPACE_URL, "urn:provider-lifecycle:inbound-record")
 
@@ -137,10 +137,16 @@ def b64(data: bytes | None) -> str | None:
 def event_key(source: str, ce_id: str) -> UUID:
     """The id of the :class:`EventKey` marker of the idempotency key (``source``, ``id``).
 
-    The pair is written as a JSON array (ASCII escapes), so no two pairs share a name and
-    any string, even one that UTF-8 cannot hold, gives an id.
+    The name holds the length of ``source``, so no two pairs share one; a string that UTF-8
+    cannot hold (a lone surrogate) is named by its code points' bytes, in hex.
     """
-    return uuid5(RECORD_NAMESPACE, "event-key:" + json.dumps([source, ce_id]))
+    name = f"event-key:{len(source)}:{source}:{ce_id}"
+    try:
+        return uuid5(RECORD_NAMESPACE, name)
+    except UnicodeEncodeError:
+        return uuid5(
+            RECORD_NAMESPACE, "event-key-cp:" + name.encode("utf-8", "surrogatepass").hex()
+        )
 
 
 class EventKey(Aggregate):
@@ -180,6 +186,28 @@ class EventKey(Aggregate):
     def accept(self, judged_for: str | None) -> None:
         """A re-submitted refused event was accepted: the key is an accepted one now."""
         self.trigger_event(self.Accepted, judged_for=judged_for)
+
+
+_EVENT_KEY_TOPIC: Final = get_topic(EventKey)
+
+
+def key_noted(
+    key: UUID, source: str, ce_id: str, outcome: str, judged_for: str | None, at: datetime
+) -> EventKey.Noted:
+    """The event that creates the marker ``key`` (= ``event_key(source, ce_id)``), made
+    directly: one per judged event, so the aggregate is built only when one is needed
+    (``noted.mutate(None)``)."""
+    fields: dict[str, Any] = {
+        "originator_id": key,
+        "originator_version": 1,
+        "timestamp": at,
+        "originator_topic": _EVENT_KEY_TOPIC,
+        "source": source,
+        "ce_id": ce_id,
+        "outcome": outcome,
+        "judged_for": judged_for,
+    }
+    return EventKey.Noted(**fields)
 
 
 #: The tracking name that says every key judged before contract 1.1 has its :class:`EventKey`
