@@ -162,6 +162,23 @@ def _readable(value: str | None) -> str | None:
     return value
 
 
+#: The longest subject a malformed record keeps (a USCC has 18 characters).
+SUBJECT_LIMIT: Final = 64
+
+
+def _subject_of(value: str | None) -> str | None:
+    """The subject a malformed record is kept under, when it could name a provider.
+
+    The hash chain indexes a record's subject (``store/chain.py``): one with U+0000 (which
+    PostgreSQL text cannot hold) or thousands of characters would fail the whole batch's
+    transaction, again on every retry. Such a record keeps its bytes, not the subject.
+    """
+    value = _readable(value)
+    if value is None or len(value) > SUBJECT_LIMIT or _CONTROL.search(value):
+        return None
+    return value
+
+
 class _Unjudgeable(RuntimeError):
     """The provider's state could not be rebuilt after an internal error earlier in the batch."""
 
@@ -345,7 +362,7 @@ class ProviderLifecycle(Application[UUID]):
                 "malformed",
                 message.position,
                 _readable(parsed.id),
-                _readable(parsed.subject),
+                _subject_of(parsed.subject),
                 [],
                 storable(parsed.reason),
             )
@@ -456,7 +473,7 @@ class ProviderLifecycle(Application[UUID]):
     ) -> tuple[Result, list[StoredEvent]]:
         reason = internal_error(exc)
         result = Result(
-            "malformed", message.position, _readable(item.id), _readable(item.subject), [], reason
+            "malformed", message.position, _readable(item.id), _subject_of(item.subject), [], reason
         )
         try:
             record = self._keep_record(message, result, None, recorded_at)

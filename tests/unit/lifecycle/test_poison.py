@@ -69,6 +69,8 @@ KNOWN_POISON = [
     line(deposit_paid(U, amount_fen=10**20)),
     line(applied(U, company_name="公" * 4000)),
     line({**applied(U), "subject": "9" * 3000}),
+    line({**applied(U), "subject": "".join(chr(0x4E00 + n * 7 % 20000) for n in range(3000))}),
+    line({**applied(U), "subject": "a\x00b"}),
     b"[" * 100_000 + b"]" * 100_000,
     "\ufeff".encode() + line(applied(U)),
     line(applied(U)).decode().encode("utf-16"),
@@ -296,6 +298,25 @@ def test_an_exception_parsing_one_record_makes_it_malformed(
     assert [r.outcome for r in results] == ["malformed", "accepted"]
     assert results[0].reason == "internal_error: MemoryError"
     assert results[0].id is None
+
+
+@pytest.mark.parametrize("subject", ["a\x00b", "9" * 3000, "\udc00", "a\x1fb"])
+def test_a_malformed_record_keeps_no_subject_the_store_could_not_index(
+    make_app: Any, subject: str
+) -> None:
+    # PostgreSQL text holds no U+0000 and a B-tree row at most ~2.7 kB: the chain's subject
+    # index would refuse the batch on every retry (issue 9); the bytes are kept as they came.
+    app = make_app()
+    raw = json.dumps({**applied(U), "subject": subject}).encode()
+    [result] = app.process([InboundMessage(raw, "kafka:in:0:0")])
+    assert result.outcome == "malformed" and result.subject is None
+    assert result.reason is not None and result.reason.startswith("invalid_subject")
+    record = app.record(record_id("kafka:in:0:0"))
+    assert record.subject is None and record.raw == raw
+    [kept] = app.process(
+        [InboundMessage(json.dumps({**applied(U), "subject": "BAD"}).encode(), "k:1")]
+    )
+    assert kept.subject == "BAD"  # a short one is kept: the provider page lists the record
 
 
 def test_the_reason_is_bounded_and_storable() -> None:
