@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from itertools import pairwise
+from itertools import count, pairwise
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -80,16 +80,12 @@ def outcomes(results: list[Result]) -> list[str]:
 def run(app: ProviderLifecycle, *events: dict[str, Any] | bytes, again: bool = False) -> list[str]:
     return outcomes(
         app.process(
-            [InboundMessage(line(e), f"t:{next_position()}", resubmitted=again) for e in events]
+            [InboundMessage(line(e), f"t:{next(_positions)}", resubmitted=again) for e in events]
         )
     )
 
 
-_counter = iter(range(10**9))
-
-
-def next_position() -> int:
-    return next(_counter)
+_positions = count()
 
 
 # --- the key is (source, id), across providers ------------------------------------------------
