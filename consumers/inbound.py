@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 
 #: Set by ``lifecycle inbox resubmit``: the operator asks for a refused event to be judged again.
 RESUBMIT_HEADER = "x-resubmit-of"
+
+
+def resubmitted_record(values: Sequence[bytes | None]) -> UUID | None:
+    """The inbox record an ``x-resubmit-of`` header names (``None``: absent or not an id)."""
+    try:
+        return UUID((values[0] or b"").decode("ascii")) if values else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def position_name(topic: str, partition: int) -> str:
@@ -143,12 +152,14 @@ class InboundConsumer:
             if not records:
                 continue
             for record in records:
+                resubmit_of = [v for k, v in record.headers or () if k == RESUBMIT_HEADER]
                 messages.append(
                     InboundMessage(
                         record.value or b"",
                         record_position(tp.topic, tp.partition, record.offset),
                         record.key,
-                        resubmitted=any(k == RESUBMIT_HEADER for k, _ in record.headers or ()),
+                        resubmitted=bool(resubmit_of),
+                        resubmit_of=resubmitted_record(resubmit_of),
                     )
                 )
             positions.append(

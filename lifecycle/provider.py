@@ -3,7 +3,8 @@
 Commands judge an inbound event against the rulebook and either record it (a domain
 event carrying the CloudEvents id, source and business time) or raise
 :class:`Refused` with the clause codes it breaks (CONTRACT.md's refusal table).
-A CloudEvents id already recorded here raises :class:`Duplicate`: no second effect.
+Duplicates (a repeated (source, id), across providers) are recognised before the aggregate
+is asked, by the application service (``lifecycle.application``, CONTRACT.md 1.1).
 The business time of each event is its ``timestamp``; the domain never reads the clock.
 
 Order of judgement (CONTRACT.md): a duplicate first, then ``ORDER`` (business dates never
@@ -276,9 +277,7 @@ class Provider(Aggregate):
         )
 
     def handle(self, envelope: Envelope, recorded_at: datetime) -> None:
-        """Judge a later event of this entity; record it or raise ``Refused``/``Duplicate``."""
-        if envelope.id in self.accepted_ids:
-            raise Duplicate(envelope.id)
+        """Judge a later event of this entity; record it or raise ``Refused``."""
         judge = getattr(self, "_judge_" + _short(envelope.type))
         self._judge_order(envelope)  # after a duplicate, before the refusal table's rows
         event_class: type[Provider.Event] = judge(envelope)

@@ -235,7 +235,7 @@ def inbox_list(
             str(e["subject"]),
             ", ".join(e["codes"]),
             e["reason"] or "",
-            str(e["resubmissions"]),
+            f"{e['resubmissions']} (in flight)" if e["in_flight"] else str(e["resubmissions"]),
         )
     console.print(view)
 
@@ -250,7 +250,11 @@ def inbox_resubmit(
     code: Annotated[str | None, typer.Option(help="a clause code")] = None,
     subject: Annotated[str | None, typer.Option(help="a USCC")] = None,
 ) -> None:
-    """Send records back to the inbound topic (after an upstream fix) to be judged again."""
+    """Send records back to the inbound topic (after an upstream fix) to be judged again.
+
+    A record whose last re-submission has not come back yet cannot be re-submitted again:
+    exit 2 for RECORD_ID; ``--all`` leaves such records out and says how many.
+    """
     if record is None and not all_matching:
         raise typer.BadParameter("give a record id or --all with filters")
     with Bootstrap() as deps:
@@ -259,9 +263,16 @@ def inbox_resubmit(
             if record is not None:
                 chosen = [inbox.find(_record_id(record))]
             else:
-                chosen = [inbox.find(e.record_id) for e in inbox.entries(outcome, code, subject)]
+                entries = list(inbox.entries(outcome, code, subject))
+                chosen = [inbox.find(e.record_id) for e in entries if not e.in_flight]
+                if len(chosen) < len(entries):
+                    print(
+                        f"lifecycle inbox resubmit: left out {len(entries) - len(chosen)} "
+                        "records whose re-submission has not come back yet",
+                        file=sys.stderr,
+                    )
             sent = inbox.resubmit(chosen, by="cli")
-        except (RecordNotFound, NotResubmittable) as exc:
+        except (RecordNotFound, NotResubmittable) as exc:  # incl. AlreadyResubmitted
             print(f"lifecycle inbox resubmit: {exc}", file=sys.stderr)
             raise typer.Exit(2) from exc
     print(f"re-submitted {sent} records to {deps.settings.inbound_topic}")

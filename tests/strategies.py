@@ -3,6 +3,9 @@
 A stream has 1-3 providers and random event types, business dates, time zones, flags,
 re-sent records and malformed lines; in half of the streams business dates rise with
 the stream order. Some hold a manual review (A1.4) and the platform's decision on it.
+the stream order. ``colliding_streams`` reuses (source, id) pairs across providers and
+sources; ``hostile_records`` are anything a producer could send (arbitrary bytes and JSON,
+lone surrogates, U+0000, huge and deep values, valid envelopes with a hostile field).
 """
 
 from __future__ import annotations
@@ -295,3 +298,110 @@ def streams(draw: st.DrawFn) -> list[bytes]:
         when = _time(d, draw(st.integers(0, 23)), draw(st.booleans()))
         out += draw(events_for(subject, when))
     return [line(e) for e in out]
+
+
+SOURCES = ["/taobao-live/provider-admin", "/taobao-live/risk-control"]
+
+
+@st.composite
+def colliding_streams(draw: st.DrawFn) -> list[bytes]:
+    """Random streams whose (source, id) collide within and across providers and sources:
+    ids from a pool of four, two sources (CONTRACT.md 1.1: the key is the pair)."""
+    subjects = SUBJECTS[: draw(st.integers(1, 3))]
+    size = draw(st.integers(1, 16))
+    dates = sorted(draw(st.lists(days, min_size=size, max_size=size)))
+    out: list[dict[str, Any] | bytes] = []
+    for d in dates:
+        subject = draw(st.sampled_from(subjects))
+        when = _time(d, draw(st.integers(0, 23)), draw(st.booleans()))
+        for event in draw(events_for(subject, when)):
+            if isinstance(event, dict) and draw(st.integers(0, 3)) > 0:
+                event["id"] = draw(st.sampled_from(["k1", "k2", "k3", "k4"]))
+                event["source"] = draw(st.sampled_from(SOURCES))
+            out.append(event)
+    return [line(e) for e in out]
+
+
+# --- hostile records: anything a producer could put on the inbound topic ----------------------
+
+_SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
+hostile_text = st.one_of(
+    st.text(max_size=12),
+    st.lists(
+        st.one_of(st.characters(), _SURROGATES, st.just("\x00"), st.just("\ufeff")), max_size=8
+    ).map("".join),
+    st.sampled_from(["", " ", "\x00", "\udc00", "\ud800x", "9999-12-31", "0001-01-01T00:00:00Z"]),
+    st.integers(1000, 20_000).map(lambda n: "长" * n),
+)
+hostile_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(2**53, 2**80),
+    st.integers(-(2**80), -(2**53)),
+    st.floats(),
+    hostile_text,
+)
+#: JSON values of every type, nested, with lone surrogates, U+0000 and huge numbers.
+hostile_json = st.recursive(
+    hostile_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _encoded(draw: st.DrawFn, value: Any) -> bytes:
+    """``value`` as a record: ASCII escapes or raw text (raw lone surrogates are not
+    UTF-8), sometimes with a byte-order mark or in UTF-16."""
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()), allow_nan=True)
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16"]))
+    return text.encode(encoding, "surrogatepass")
+
+
+def _deep(depth: int, kind: str) -> str:
+    return ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+@st.composite
+def hostile_envelopes(draw: st.DrawFn) -> bytes:
+    """A valid envelope with one field, top-level or in ``data``, replaced or added."""
+    subject = draw(st.sampled_from(SUBJECTS))
+    builder = draw(
+        st.sampled_from(
+            [
+                applied,
+                admitted,
+                deposit_paid,
+                violation,
+                exited,
+                expelled,
+                declined,
+                deposit_deducted,
+            ]
+        )
+    )
+    event: dict[str, Any] = builder(subject, "2026-01-01")
+    for _ in range(draw(st.integers(1, 3))):
+        data = event.get("data")
+        target = data if isinstance(data, dict) and draw(st.booleans()) else event
+        names = sorted({*target, "extra", "id", "time", "subject", "source", "data"})
+        target[draw(st.sampled_from(names))] = draw(hostile_json)
+    if draw(st.integers(0, 4)) == 0:
+        event["data"] = json.loads(_deep(draw(st.integers(50, 400)), "dict"))
+    return _encoded(draw, event)
+
+
+#: One inbound record: arbitrary bytes, arbitrary JSON, deep nesting, or a valid envelope
+#: with a hostile field.
+hostile_records = st.one_of(
+    st.binary(max_size=64),
+    hostile_json.flatmap(lambda v: st.composite(lambda draw: _encoded(draw, v))()),
+    st.builds(
+        lambda depth, kind: _deep(depth, kind).encode(),
+        st.integers(1, 200_000),
+        st.sampled_from(["list", "dict"]),
+    ),
+    hostile_envelopes(),
+)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from lifecycle.inbox import Inbox, NotResubmittable, RecordNotFound
+from lifecycle.inbox import AlreadyResubmitted, Inbox, NotResubmittable, RecordNotFound
 from projections.model import ReadModel
 from web.auth import ApiError, Principal
 from web.operations import Check, Families
@@ -48,7 +48,11 @@ class Services:
         return document
 
     def resubmit_record(self, record: str, by: Principal) -> dict[str, Any]:
-        """Produce a refused or malformed record again (admin only; checked by the caller)."""
+        """Produce a refused or malformed record again (admin only; checked by the caller).
+
+        409 ``not_resubmittable`` for an accepted or duplicate record, 409
+        ``already_resubmitted`` while its last re-submission has not come back.
+        """
         try:
             record_id = UUID(record)
         except ValueError:
@@ -63,6 +67,8 @@ class Services:
                 raise ApiError(503, "store_unavailable", "the store cannot be read") from exc
             try:
                 sent = inbox.resubmit([found], by.name)
+            except AlreadyResubmitted as exc:
+                raise ApiError(409, "already_resubmitted", str(exc)) from None
             except NotResubmittable as exc:
                 raise ApiError(409, "not_resubmittable", str(exc)) from None
             except Exception as exc:

@@ -118,8 +118,9 @@ def test_chain_and_seals_verify_after_sigkill_and_restart_cycles(
     report = verify(opened.audit(), exported=read_seals(kept))
     assert report.ok, report.as_dict()
     assert report.seals >= 2  # the two kept here, plus the daily seals `lifecycle run` made
-    # One stored event per consumed record, plus a marker per refused id.
-    assert report.checked == counts["consumed"] + counts["refused"]
+    # One stored event per consumed record, plus the marker of each (source, id) judged,
+    # accepted or refused (CONTRACT.md 1.1; the stream re-sends but re-submits nothing).
+    assert report.checked == counts["consumed"] + counts["accepted"] + counts["refused"]
     assert seal(opened.audit(), label="end") is not None
 
 

@@ -402,7 +402,8 @@ def test_what_the_chain_cannot_see_the_seal_does(
 ) -> None:
     populate(store)
     made = seal(store.audit())
-    assert made is not None and (made.streams, made.events) == (5, 11)  # + refused-id marker
+    # 10 events and records, and the markers of the 9 (source, id) keys judged (1.1)
+    assert made is not None and (made.streams, made.events) == (13, 19)
     kept = tmp_path / "seals.jsonl"
     write_seals(stored_seals(store.audit()), kept)
     tamper(store.db)
@@ -443,7 +444,8 @@ def test_the_store_keeps_verifying_as_it_grows_after_a_seal(store: Store) -> Non
     app.process([InboundMessage(line(admitted(U, "2025-10-02")), "kafka:t:0:100", None)])
     second = seal(store.audit(), label="day-2")
     assert first is not None and second is not None
-    assert (second.seq, second.prev, second.events) == (2, first.hash, first.events + 1)
+    # the event and its key's marker
+    assert (second.seq, second.prev, second.events) == (2, first.hash, first.events + 2)
     report = verify(store.audit())
     assert report.ok and report.seals == 2, report.as_dict()
     assert seal(store.audit(), label="day-2", daily=True) is None

@@ -282,12 +282,13 @@ def test_time_travel_status_and_lag_on_postgres(
     store.ingest([line(exited(a, "2025-06-01"))])
     projector = store.projector(batch_size=2)
     projector.step()
-    assert {(v.position, v.head, v.lag) for v in store.read_model.status()} == {(2, 4, 2)}
+    # 4 events and their idempotency-key markers
+    assert {(v.position, v.head, v.lag) for v in store.read_model.status()} == {(2, 8, 6)}
     projector.catch_up()
     monkeypatch.setenv("LIFECYCLE_STORE", store.url)
     result = CliRunner().invoke(projections_app, ["status", "--json"])
     assert result.exit_code == 0, result.output
-    assert {(v["position"], v["lag"]) for v in json.loads(result.stdout)["views"]} == {(4, 0)}
+    assert {(v["position"], v["lag"]) for v in json.loads(result.stdout)["views"]} == {(8, 0)}
 
     rm = store.read_model
     then = rm.provider(a, as_of=date(2025, 3, 1))

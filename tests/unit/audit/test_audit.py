@@ -172,13 +172,14 @@ def test_every_stored_event_is_linked_in_the_same_transaction(module: str, tmp_p
     with store.audit_reader() as reader:
         links = list(reader.links())
         events = list(reader.events())
-    # 4 provider events, 2 inbound records (malformed, refused), the refused id's marker
-    assert len(links) == len(events) == 7
+    # 4 provider events, 2 inbound records (malformed, refused), a re-submission and the
+    # idempotency-key markers of the 3 accepted events and the refused one (CONTRACT.md 1.1)
+    assert len(links) == len(events) == 10
     assert {(link.originator_id, link.originator_version) for link in links} == {
         (e.originator_id, e.originator_version) for e in events
     }
     report = verify(store)
-    assert report.ok and report.checked == 7 and report.streams == 4, report.as_dict()
+    assert report.ok and report.checked == 10 and report.streams == 7, report.as_dict()
 
 
 def _records(app: ProviderLifecycle) -> list[Any]:
@@ -197,7 +198,8 @@ def test_a_batch_rolled_back_leaves_no_trace_in_the_chain(tmp_path: Path) -> Non
         [Position("kafka:t:0", 3, 3)],
     )
     report = verify(audit_store(app))
-    assert report.ok and report.checked == 4, report.as_dict()
+    # 4 events and their 4 idempotency-key markers
+    assert report.ok and report.checked == 8, report.as_dict()
 
 
 def test_a_stream_written_by_another_process_meanwhile_still_chains(tmp_path: Path) -> None:
@@ -208,7 +210,7 @@ def test_a_stream_written_by_another_process_meanwhile_still_chains(tmp_path: Pa
     one.clear_cache()  # as after a rebalance
     process(one, deposit_paid(U, "2025-01-03"))
     report = verify(audit_store(one))
-    assert report.ok and report.checked == 3, report.as_dict()
+    assert report.ok and report.checked == 6, report.as_dict()  # 3 events, 3 key markers
 
 
 def test_an_event_after_a_removed_link_is_recorded_and_the_break_named(tmp_path: Path) -> None:
@@ -245,11 +247,12 @@ def test_a_store_made_before_the_chain_is_linked_once_when_opened(
     assert "stored_events_chain" not in tables
     with caplog.at_level(logging.WARNING):
         app = ProviderLifecycle(env=sqlite_env(path))
-    assert "hash chain created for 4 events" in caplog.text
+    # 3 events with their idempotency-key markers, and the malformed record
+    assert "hash chain created for 7 events" in caplog.text
     process(app, deposit_paid(U, "2025-02-01"))
     again = ProviderLifecycle(env=sqlite_env(path))  # no second backfill
     report = verify(audit_store(again))
-    assert report.ok and report.checked == 5, report.as_dict()
+    assert report.ok and report.checked == 9, report.as_dict()
 
 
 # --- seals -----------------------------------------------------------------------------
@@ -260,11 +263,12 @@ def test_seals_chain_and_cover_every_streams_head(tmp_path: Path) -> None:
     process(app, *onboard(U, "2025-01-01"), b"{")
     first = seal(audit_store(app), label="d1")
     assert first is not None
-    assert (first.seq, first.streams, first.events, first.max_notification_id) == (1, 2, 4, 4)
+    # the provider (3 events), its 3 idempotency-key markers, the malformed record
+    assert (first.seq, first.streams, first.events, first.max_notification_id) == (1, 5, 7, 7)
     assert first.prev == GENESIS.hex() and first.hash == first.expected_hash()
     process(app, deposit_paid(U, "2025-02-01"))
     second = seal(audit_store(app), label="d2")
-    assert second is not None and second.prev == first.hash and second.events == 5
+    assert second is not None and second.prev == first.hash and second.events == 9
     assert second.root != first.root
     assert seal(audit_store(app), label="d2", daily=True) is None
     path = tmp_path / "seals.jsonl"
@@ -512,7 +516,7 @@ def test_the_service_seals_each_business_day_once(tmp_path: Path) -> None:
     asyncio.run(seal_daily(audit_store(app), stopped))
     asyncio.run(seal_daily(audit_store(app), stopped))
     seals = stored_seals(audit_store(app))
-    assert [(s.seq, s.events) for s in seals] == [(1, 3)]
+    assert [(s.seq, s.events) for s in seals] == [(1, 6)]  # 3 events, 3 key markers
 
 
 @given(

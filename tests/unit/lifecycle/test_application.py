@@ -173,8 +173,18 @@ def test_unknown_provider_reads_as_none(app: ProviderLifecycle):
 
 def test_iter_events_yields_everything_in_store_order(app: ProviderLifecycle):
     process(app, *onboard(U, "2025-01-01"), b"[]")
-    kinds = [type(e).__name__ for e in app.iter_events()]
-    assert kinds == ["Applied", "Admitted", "DepositPaid", "Received"]
+    kinds = [type(e).__qualname__ for e in app.iter_events()]
+    # each accepted event is followed by its idempotency key's marker (CONTRACT.md 1.1)
+    key = "EventKey.Noted"
+    assert kinds == [
+        "Provider.Applied",
+        key,
+        "Provider.Admitted",
+        key,
+        "Provider.DepositPaid",
+        key,
+        "InboundRecord.Received",
+    ]
     assert json.loads(line(applied(U)))["subject"] == U
 
 

@@ -52,20 +52,22 @@ def _live_oracle(raws: list[bytes]) -> tuple[list[str], dict[str, Provider]]:
     """Judge the stream with the aggregate alone, never storing or reloading it."""
     providers: dict[str, Provider] = {}
     outcomes: list[str] = []
-    refused: set[str] = set()  # a repeated id is a duplicate, even of a refused event
+    # CONTRACT.md 1.1: a repeated (source, id) of an accepted or refused event, for any
+    # provider, is a duplicate (the 1.0 key was the id alone, and accepted ids per provider)
+    judged: set[tuple[str, str]] = set()
     now = datetime(2030, 1, 1, tzinfo=SHANGHAI)
     for raw in raws:
         parsed = parse_record(raw)
         if not isinstance(parsed, Envelope):
             outcomes.append("malformed")
             continue
-        if parsed.id in refused:
+        if (parsed.source, parsed.id) in judged:
             outcomes.append("duplicate")
             continue
         judgement = judge(providers.get(parsed.subject), parsed, now)
         outcomes.append(judgement.outcome)
-        if judgement.outcome == "refused":
-            refused.add(parsed.id)
+        if judgement.outcome in ("accepted", "refused"):
+            judged.add((parsed.source, parsed.id))
         if judgement.outcome == "accepted":
             assert judgement.provider is not None
             providers[parsed.subject] = judgement.provider

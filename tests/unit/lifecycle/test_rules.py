@@ -820,8 +820,17 @@ def test_an_operator_resubmission_judges_a_refused_id_again():
     ]
 
 
-def test_the_same_id_for_another_provider_is_not_a_duplicate():
+def test_the_same_source_and_id_for_another_provider_is_a_duplicate():
+    # CONTRACT.md 1.1: (source, id) is the key across all providers (1.0: judged again).
     report = run([applied(U, START, id="shared"), applied(V, START, id="shared")])
+    assert outcomes(report) == ["accepted", "duplicate"]
+    assert state(report, U)["status"] == "applied"
+    assert V not in report["providers"]  # only subjects with an accepted or refused record
+
+
+def test_the_same_id_from_another_source_is_judged():
+    other = {**applied(V, START, id="shared"), "source": "/taobao-live/risk-control"}
+    report = run([applied(U, START, id="shared"), other])
     assert outcomes(report) == ["accepted", "accepted"]
     assert state(report, V)["status"] == "applied"
 

@@ -169,7 +169,7 @@ def test_a_failed_batch_leaves_no_partial_rows_and_is_applied_once_on_retry(
     a, b = uscc(1), uscc(2)
     store.ingest(*onboard(a), *onboard(b))
     projector = store.projector(batch_size=100)
-    assert projector.catch_up() == 6
+    assert projector.catch_up() == 12  # 6 events and their idempotency-key markers
     g = store.read_model.generation
     before = store.sql(f"SELECT * FROM {table_name(g, 'provider')} ORDER BY uscc")
     store.ingest(violation(a, "2026-02-01"), deposit_deducted(b, "2026-02-02", 5))
@@ -184,12 +184,12 @@ def test_a_failed_batch_leaves_no_partial_rows_and_is_applied_once_on_retry(
         projector.step()
     assert store.sql(f"SELECT * FROM {table_name(g, 'provider')} ORDER BY uscc") == before
     assert store.sql(f"SELECT SUM(n) FROM {table_name(g, 'outcomes')}") == [(6,)]
-    assert {v.position for v in store.read_model.status()} == {6}
+    assert {v.position for v in store.read_model.status()} == {12}
 
     monkeypatch.undo()
     # The aggregates the failed batch advanced in memory must not be reused as they are.
-    # (2 events, the refusal's record and the marker that remembers the refused id)
-    assert projector.catch_up() == 4
+    # (2 events, the refusal's record and the markers of the 3 idempotency keys judged)
+    assert projector.catch_up() == 6
     assert store.read_model.stats()["outcomes"] == store.writer.stats()
     assert_views_equal_replay(store.writer, store.read_model, DATES)
 
@@ -203,10 +203,10 @@ def test_two_projectors_on_one_generation_apply_each_batch_once(store: Store) ->
     # ``second`` still believes the views are at 0: its batch is refused, not re-applied.
     with pytest.raises(PositionConflict):
         second.step()
-    assert second.catch_up() == 1
+    assert second.catch_up() == 4  # 3 events and 3 idempotency-key markers in all
     assert first.catch_up() == 0
     store.ingest(violation(a, "2026-02-01"), exited(a, "2026-03-01"))
-    assert second.catch_up() + first.catch_up() == 2
+    assert second.catch_up() + first.catch_up() == 4
     assert store.read_model.stats()["outcomes"]["accepted"] == 5
     assert_views_equal_replay(store.writer, store.read_model, DATES)
 
@@ -418,22 +418,23 @@ def test_status_shows_each_views_position_the_head_and_the_lag(
     store.ingest(*onboard(uscc(6)))
     before = store.read_model.status()
     assert {v.name for v in before} == {"provider", "requirements", "stats", "inbox", "timeline"}
-    assert {(v.position, v.head, v.lag) for v in before} == {(0, 3, 3)}
+    # 3 events and their idempotency-key markers (CONTRACT.md 1.1)
+    assert {(v.position, v.head, v.lag) for v in before} == {(0, 6, 6)}
 
     projector = store.projector(batch_size=2)
     projector.step()
-    assert {(v.position, v.lag) for v in store.read_model.status()} == {(2, 1)}
+    assert {(v.position, v.lag) for v in store.read_model.status()} == {(2, 4)}
     projector.catch_up()
     store.ingest(violation(uscc(6)), b"{not json")
-    assert {(v.position, v.head, v.lag) for v in store.read_model.status()} == {(3, 5, 2)}
+    assert {(v.position, v.head, v.lag) for v in store.read_model.status()} == {(6, 9, 3)}
 
     monkeypatch.setenv("LIFECYCLE_STORE", store.url)
     result = CliRunner().invoke(projections_app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["head"] == 5 and report["live_generation"] == 1
+    assert report["head"] == 9 and report["live_generation"] == 1
     assert {(v["view"], v["position"], v["lag"]) for v in report["views"]} == {
-        (name, 3, 2) for name in ("provider", "requirements", "stats", "inbox", "timeline")
+        (name, 6, 3) for name in ("provider", "requirements", "stats", "inbox", "timeline")
     }
     table = CliRunner().invoke(projections_app, ["status"])
     assert table.exit_code == 0 and "timeline" in table.output and "lag" in table.output
@@ -492,12 +493,13 @@ def test_rebuild_keeps_readers_answering_and_switches_them_over(
     assert not errors, errors
     assert report.generation == old_generation + 1 == rm.generation
     assert generations_seen >= {old_generation}
-    assert positions_seen[-1] == (36, 36) and len(positions_seen) >= 7
+    # 36 events and their idempotency-key markers
+    assert positions_seen[-1] == (72, 72) and len(positions_seen) >= 7
     assert {s: rm.provider(s) for s in subjects} == expected
 
     # The live projector continues on the new generation; the old one stays frozen.
     store.ingest(exited(subjects[0], "2026-01-10"))
-    assert live.catch_up() == 1
+    assert live.catch_up() == 2  # the event and its key's marker
     assert live.generation == report.generation
     doc = rm.provider(subjects[0])
     assert doc is not None and doc["status"] == "exited"
@@ -505,7 +507,7 @@ def test_rebuild_keeps_readers_answering_and_switches_them_over(
         "SELECT position FROM view_tracking WHERE generation=? AND view='provider'",
         (old_generation,),
     )
-    assert old == [(36,)]
+    assert old == [(72,)]
     assert_views_equal_replay(store.writer, rm, DATES)
 
     # The rebuild command: a progress bar, then the switch; only one older generation kept.

@@ -322,8 +322,11 @@ def test_resubmit(h: Harness) -> None:
         "resubmissions": 1,
     }
     assert h.resubmissions.calls == [([RECORD_ID], admin.name)]
+    # CONTRACT.md 1.1: not again while the copy is in flight (tests/unit/web/test_resubmit.py)
     again = h.client.post(f"/v1/inbox/{RECORD_ID}/resubmit", headers=auth("admin"))
-    assert again.json()["resubmissions"] == 2
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_resubmitted"
+    assert len(h.resubmissions.calls) == 1
 
 
 def test_resubmit_errors(h: Harness) -> None:
