@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
 from lifecycle.evaluate import evaluate
+from lifecycle.records import InboundRecord, b64
 from lifecycle.uscc import check_character
 
 #: Values straight from the rulebook (RULEBOOK.md), in fen, not imported from the code.
@@ -296,6 +297,33 @@ def popo_app() -> ProviderLifecycle:
 
 def sqlite_env(path: str) -> dict[str, str]:
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+
+
+def malformed_before_1_1(
+    position: str,
+    subject: str | None,
+    reason: str = "invalid_subject: not a USCC",
+    raw: bytes = b"",
+    key: bytes | None = None,
+    recorded_at: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+) -> InboundRecord:
+    """A malformed record as a store written before 1.1 may hold it (save it with
+    ``app.save``): 1.0 kept any subject it could read, of any length and with U+0000, and
+    any reason, however long. 1.1 keeps neither (``lifecycle.application._subject_of``, the
+    JSON rules), but what reads the store must still handle the records it holds."""
+    return InboundRecord(
+        "malformed",
+        position,
+        None,
+        subject,
+        None,
+        [],
+        reason,
+        b64(raw) or "",
+        b64(key),
+        None,
+        recorded_at,
+    )
 
 
 def message(ev: dict[str, Any] | bytes, position: str | None = None) -> InboundMessage:

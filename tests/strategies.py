@@ -3,7 +3,7 @@
 A stream has 1-3 providers and random event types, business dates, time zones, flags,
 re-sent records and malformed lines; in half of the streams business dates rise with
 the stream order. Some hold a manual review (A1.4) and the platform's decision on it.
-the stream order. ``colliding_streams`` reuses (source, id) pairs across providers and
+``colliding_streams`` reuses (source, id) pairs across providers and
 sources; ``hostile_records`` are anything a producer could send (arbitrary bytes and JSON,
 lone surrogates, U+0000, huge and deep values, valid envelopes with a hostile field).
 """

@@ -32,6 +32,7 @@ from lifecycle.application import (
     internal_error,
     is_store_failure,
 )
+from lifecycle.contract import Malformed
 from lifecycle.evaluate import evaluate
 from lifecycle.inbox import Inbox
 from lifecycle.provider import Provider
@@ -218,7 +219,11 @@ def test_a_failure_half_way_through_changing_a_provider_leaves_no_trace_of_it(
             raise ZeroDivisionError("… and then the rule failed")
 
     monkeypatch.setattr(Provider.DepositPaid, "evolve", half_way)
-    poison = deposit_paid(U, "2026-01-03", DEPOSIT_FEN)
+    # The poison is dated after the deposit that follows it: had its failed judgement left
+    # its business date behind, that deposit would be refused ``ORDER`` (1.1); and the same
+    # poison again (a malformed record reserves nothing) is not dated before it either, so
+    # it is judged, and fails, again.
+    poison = deposit_paid(U, "2026-01-04", DEPOSIT_FEN)
     poison["data"]["payment_ref"] = "PAY-POISON"
     results = app.process(
         [
@@ -228,7 +233,7 @@ def test_a_failure_half_way_through_changing_a_provider_leaves_no_trace_of_it(
                     applied(U, "2026-01-01"),
                     admitted(U, "2026-01-02"),
                     poison,
-                    deposit_paid(U, "2026-01-04", 1),
+                    deposit_paid(U, "2026-01-03", 1),
                     poison,
                 ]
             )
@@ -300,23 +305,53 @@ def test_an_exception_parsing_one_record_makes_it_malformed(
     assert results[0].id is None
 
 
-@pytest.mark.parametrize("subject", ["a\x00b", "9" * 3000, "\udc00", "a\x1fb"])
+UNINDEXABLE_SUBJECTS = [
+    # (subject, the reason code 1.1 gives the record that carries it)
+    ("a\x00b", "nul_character"),  # a JSON rule since 1.1: the parser names it first
+    ("9" * 3000, "invalid_subject"),
+    ("\udc00", "lone_surrogate"),  # a JSON rule since 1.1: the parser names it first
+    ("a\x1fb", "invalid_subject"),
+]
+
+
+@pytest.mark.parametrize(("subject", "code"), UNINDEXABLE_SUBJECTS)
 def test_a_malformed_record_keeps_no_subject_the_store_could_not_index(
-    make_app: Any, subject: str
+    make_app: Any, subject: str, code: str
 ) -> None:
     # PostgreSQL text holds no U+0000 and a B-tree row at most ~2.7 kB: the chain's subject
     # index would refuse the batch on every retry (issue 9); the bytes are kept as they came.
+    # Before 1.1 every one of these was ``invalid_subject``; a NUL or a lone surrogate now
+    # breaks a JSON rule, and the reason says which (CONTRACT.md 1.1, JSON rules).
     app = make_app()
     raw = json.dumps({**applied(U), "subject": subject}).encode()
     [result] = app.process([InboundMessage(raw, "kafka:in:0:0")])
     assert result.outcome == "malformed" and result.subject is None
-    assert result.reason is not None and result.reason.startswith("invalid_subject")
+    assert result.reason is not None and result.reason.startswith(f"{code}: subject")
     record = app.record(record_id("kafka:in:0:0"))
     assert record.subject is None and record.raw == raw
     [kept] = app.process(
         [InboundMessage(json.dumps({**applied(U), "subject": "BAD"}).encode(), "k:1")]
     )
     assert kept.subject == "BAD"  # a short one is kept: the provider page lists the record
+
+
+@pytest.mark.parametrize("subject", [subject for subject, _ in UNINDEXABLE_SUBJECTS])
+def test_the_application_keeps_no_unindexable_subject_whatever_the_parser_hands_over(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, subject: str
+) -> None:
+    # The 1.1 parser no longer hands a NUL or a lone surrogate over (the test above cannot
+    # reach the application's own bound with them any more): a parser that does, as the 1.0
+    # one did, still gets no such subject into the store.
+    monkeypatch.setattr(
+        application,
+        "parse_record",
+        lambda raw: Malformed("invalid_subject: handed over", "e-1", subject),
+    )
+    app = make_app()
+    [result] = app.process([InboundMessage(b"{}", "kafka:in:0:0")])
+    assert (result.outcome, result.id, result.subject) == ("malformed", "e-1", None)
+    assert result.reason == "invalid_subject: handed over"
+    assert app.record(record_id("kafka:in:0:0")).subject is None
 
 
 def test_the_reason_is_bounded_and_storable() -> None:

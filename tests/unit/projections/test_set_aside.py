@@ -27,7 +27,6 @@ from typer.testing import CliRunner
 from consumers.relay import Relay, RelayConfig
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.provider import Provider
-from lifecycle.records import InboundRecord
 from projections import generations
 from projections import projector as projector_module
 from projections import writer as writer_module
@@ -47,6 +46,7 @@ from tests.factories import (
     event,
     exited,
     line,
+    malformed_before_1_1,
     onboard,
     uscc,
     violation,
@@ -191,10 +191,12 @@ def test_an_old_store_with_nul_and_a_deposit_beyond_bigint_projects_equal_to_a_r
 
 def test_long_free_text_is_projected_and_found_through_bounded_indexes(store: Store) -> None:
     name, city, subject = "名" * 4000, "城" * 3000, "S" * 3000
-    store.ingest(
-        applied(A, company_name=name, service_city=city, entity_city=city),
-        event("provider.Applied", subject, {}),  # malformed: not a USCC
-    )
+    store.ingest(applied(A, company_name=name, service_city=city, entity_city=city))
+    # 1.1 keeps no subject over 64 characters on a malformed record (the application's own
+    # bound); a store written before it holds them: the inbox's index must still find one.
+    poison = line(event("provider.Applied", subject, {}))  # malformed: not a USCC
+    store.app.save(malformed_before_1_1("kafka:in:1:0", subject, raw=poison, key=b"k"))
+    store.ingest(event("provider.Applied", "T" * 3000, {}))  # 1.1: kept without its subject
     store.projector().catch_up()
     doc = store.read_model.provider(A)
     assert doc is not None and doc["company_name"] == name and doc["city"] == city
@@ -206,6 +208,8 @@ def test_long_free_text_is_projected_and_found_through_bounded_indexes(store: St
     [item] = store.read_model.inbox(InboxFilter(subject=subject)).items
     assert item["subject"] == subject
     assert store.read_model.inbox(InboxFilter(subject=subject[:-1])).total == 0
+    assert store.read_model.inbox(InboxFilter(subject="T" * 3000)).total == 0
+    assert store.read_model.inbox(InboxFilter(outcome="malformed")).total == 2
     assert list(store.read_model.stats()["by_city"]) == [bounded_key(city)]
     g = store.read_model.generation
     plans = " ".join(
@@ -337,11 +341,16 @@ def test_views_and_chain_of_an_earlier_version_get_bounded_indexes_in_place(
             "WHERE originator_version = 1"
         )
     monkeypatch.setattr(generations, "_upgraded", set())
+    before = head(store)
     store.ingest(violation(A, "2026-02-01"))
+    # The violation and, since 1.1, its idempotency key's marker (lifecycle/records.py).
+    assert head(store) == before + 2
     later = ProviderLifecycle(env=persistence_env(store.url))  # the store opened again
     try:
         projector = Projector(later, ViewDatabase(store.url))
-        assert projector.catch_up() == 1
+        assert projector.catch_up() == 2
+        doc = store.read_model.provider(A)
+        assert doc is not None and doc["violations"] == 1
         projector.close()
         indexes = _indexes(store)
         assert {"pv1_provider_city_ix", "pv1_provider_company_name_ix"} & indexes == set()
@@ -365,26 +374,16 @@ def test_the_chains_subject_index_is_bounded_and_subject_streams_stay_exact(
     store: Store,
 ) -> None:
     base = "S" * 64  # both share the indexed prefix
-    store.ingest(
-        event("provider.Applied", base + "1", {}), event("provider.Applied", base + "2", {})
-    )
-    store.ingest(event("provider.Applied", "x" * 3000, {}))
-    # A NUL in a subject is malformed from 1.1 on; stores written before it may hold one.
+    # 1.1 keeps no subject over 64 characters or with U+0000 on a malformed record (the
+    # application's own bound), so none of these can come in through ``process`` any more;
+    # a store written before 1.1 holds them, and its chain must still be indexed and read.
     store.app.save(
-        InboundRecord(
-            "malformed",
-            "kafka:in:0:99",
-            None,
-            "n\x00",
-            None,
-            [],
-            "invalid_subject",
-            "",
-            None,
-            None,
-            NOW,
+        *(
+            malformed_before_1_1(f"kafka:in:0:{90 + n}", subject)
+            for n, subject in enumerate([base + "1", base + "2", "x" * 3000, "n\x00"])
         )
     )
+    store.ingest(event("provider.Applied", "y" * 3000, {}))  # 1.1: kept without its subject
     recorder = store.app.recorder
     with recorder.audit_reader() as reader:  # type: ignore[attr-defined]
         assert len(reader.subject_streams(base + "1")) == 1
@@ -392,6 +391,7 @@ def test_the_chains_subject_index_is_bounded_and_subject_streams_stay_exact(
         assert reader.subject_streams(base) == []
         assert len(reader.subject_streams("x" * 3000)) == 1
         assert len(reader.subject_streams("n\x00")) == 1 and reader.subject_streams("n") == []
+        assert reader.subject_streams("y" * 3000) == []
     plan = " ".join(
         str(r)
         for r in store.sql(
