@@ -2,14 +2,14 @@
 PostgreSQL (ISSUE 9, deliverable 2: "the same holds after the store").
 
 Whatever the store accepted is projected and published, and every malformed record is
-dead-lettered with a bounded ``x-error``: a 3 kB subject (the chain's subject index), a
+dead-lettered with a bounded ``x-error``: a 3 kB subject (kept without it since 1.1), a
 ~900 KB record and one at Kafka's 1 MB limit whose reason is that long too (the DLQ topic's
 room), a 600 KB reason (``x-error``), a 4,000-character company name (the views' indexes),
 U+0000 and a deposit of 10^20 fen (accepted by 1.0 parsing, malformed under the 1.1 JSON
 rules: the expected outcome of every line is ``lifecycle evaluate``'s). What still cannot be
 published (a DLQ topic provisioned too small) is set aside, reported, and stops nothing.
-On PostgreSQL directly: an old store's U+0000 and integers beyond ``bigint`` project, and
-an old chain's whole-subject index is replaced in place.
+On PostgreSQL directly: an old store's U+0000, integers beyond ``bigint`` and 3 kB subjects
+project, and an old chain's whole-subject index is replaced in place and holds long subjects.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from tests.factories import (
     deposit_paid,
     event,
     line,
+    malformed_before_1_1,
     onboard,
     uscc,
     violation,
@@ -229,7 +230,12 @@ def test_poison_records_between_valid_ones_stop_nothing_after_the_store(
         assert doc is not None and doc["company_name"] == NAME_4000
         listed = read_model.inbox(InboxFilter(outcome="malformed"), limit=100)
         assert listed.total == expected["malformed"]
-        assert any(i["subject"] == SUBJECT_3K for i in listed.items)
+        # 1.1 keeps no subject over 64 characters on a malformed record (lifecycle/
+        # application.py), so the 3 kB one is listed, dead-lettered, without it; old stores
+        # that hold such subjects are the PostgreSQL tests below.
+        [long] = [i for i in listed.items if i["position"].rsplit(":", 1)[1] == "3"]
+        assert long["subject"] is None and long["reason"].startswith("invalid_subject")
+        assert all(i["subject"] is None or len(i["subject"]) <= 64 for i in listed.items)
     finally:
         read_model.close()
 
@@ -296,11 +302,13 @@ def test_a_dead_letter_a_provisioned_topic_cannot_take_is_set_aside_and_reported
 
 
 def _rewrite(url: str, marker: bytes, new: bytes) -> None:
-    """Change stored bytes as a store written before the 1.1 JSON rules may hold them."""
+    """Change a provider event's stored bytes as a store written before the 1.1 JSON rules
+    may hold them (such a store has no idempotency-key markers: the marker of 1.1, which
+    holds the event's id too, is left as it is)."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT notification_id, state FROM provider_lifecycle_events "
-            "WHERE position(%s in state) > 0",
+            "WHERE position(%s in state) > 0 AND topic LIKE 'lifecycle.provider:%%'",
             (marker,),
         ).fetchall()
         assert len(rows) == 1, rows
@@ -320,10 +328,12 @@ def test_an_old_postgresql_store_with_nul_and_huge_integers_projects(
         applied(B, company_name="OLD-NAME", service_city="OLD-CITY"),
         deposit_paid(A, "2026-01-05", 12_345),
         applied(C, company_name=NAME_4000, service_city=incompressible(3000, 0x4E00, 9000, 3)),
-        event("provider.Applied", SUBJECT_3K, {}),
         violation(A, "2026-01-06", id="OLD-ID"),
     ]
     app.process([InboundMessage(line(r), f"kafka:in:0:{i}") for i, r in enumerate(records)])
+    # 1.0 kept a malformed record's 3 kB subject; 1.1 keeps none, so it is saved as stored.
+    poison = line(event("provider.Applied", SUBJECT_3K, {}))
+    app.save(malformed_before_1_1("kafka:in:0:99", SUBJECT_3K, raw=poison))
     _rewrite(postgres_store, b"OLD-NAME", b"a\\u0000b")
     _rewrite(postgres_store, b"OLD-CITY", b"c\\u0000")
     _rewrite(postgres_store, b"12345", str(10**20).encode())
@@ -347,6 +357,8 @@ def test_an_old_postgresql_store_with_nul_and_huge_integers_projects(
         doc = read_model.provider(C)
         assert doc is not None and doc["company_name"] == NAME_4000
         assert "id\ufffd" in [t["id"] for t in read_model.timeline(A)]
+        [item] = read_model.inbox(InboxFilter(subject=SUBJECT_3K)).items
+        assert item["subject"] == SUBJECT_3K
     finally:
         read_model.close()
     assert verify(app, db).ok
@@ -393,12 +405,16 @@ def test_an_old_postgresql_chain_gets_a_bounded_subject_index_in_place(
         assert "provider_lifecycle_events_chain_subject_idx" not in names
         assert "provider_lifecycle_events_chain_subject_key_idx" in names
         long_subject, nul_subject, prefix = SUBJECT_3K, "n\x00", "P" * 64
-        messages = [
-            event("provider.Applied", s, {}) for s in (long_subject, nul_subject, prefix + "1")
-        ]
-        app.process(
-            [InboundMessage(line(m), f"kafka:in:0:{i + 1}") for i, m in enumerate(messages)]
+        # 1.1 keeps none of these subjects on a malformed record (lifecycle/application.py);
+        # a store written before it holds them, so they are saved as it stored them.
+        app.save(
+            *(
+                malformed_before_1_1(f"kafka:in:0:{i + 1}", s)
+                for i, s in enumerate((long_subject, nul_subject, prefix + "1"))
+            )
         )
+        unkept = incompressible(3000, 0x21, 94, seed=10)
+        app.process([InboundMessage(line(event("provider.Applied", unkept, {})), "kafka:in:0:9")])
         with app.recorder.audit_reader() as reader:  # type: ignore[attr-defined]
             assert len(reader.subject_streams(long_subject)) == 1
             assert len(reader.subject_streams(nul_subject)) == 1
@@ -406,6 +422,7 @@ def test_an_old_postgresql_chain_gets_a_bounded_subject_index_in_place(
             assert len(reader.subject_streams(prefix + "1")) == 1
             assert reader.subject_streams(prefix + "2") == []
             assert len(reader.subject_streams(A)) == 1
+            assert reader.subject_streams(unkept) == []  # 1.1: kept without its subject
         report = verify_chain(app.recorder)  # type: ignore[arg-type]
         assert report.ok, report.as_dict()
     finally:

@@ -297,7 +297,14 @@ def test_time_travel_status_and_lag_on_postgres(
     after = rm.provider(a, as_of=date(2025, 6, 1))
     assert after is not None and after["status"] == "exited"
     assert after["eligibility"]["from"] == "2025-11-28"
-    assert rm.provider(a, as_of=date(2024, 12, 31)) is None
+    # 1.1 (issue 9, "as of D means as of D everywhere"): before its first event the provider
+    # has records, so it has a document with no status (404 only when nothing was recorded),
+    # as in tests/unit/projections/test_views.py.
+    before = rm.provider(a, as_of=date(2024, 12, 31))
+    assert before is not None
+    assert (before["status"], before["deposit_balance_fen"], before["violations"]) == (None, 0, 0)
+    assert before["eligibility"]["can_apply"] is True and before["timeline"] == []
+    assert rm.provider(uscc(14), as_of=date(2024, 12, 31)) is None  # nothing recorded
     allowed = rm.providers(ProviderFilter(can_apply=True, as_of=date(2025, 11, 28)))
     assert [i["uscc"] for i in allowed.items] == [a]
     assert rm.providers(ProviderFilter(can_apply=True, as_of=date(2025, 11, 27))).total == 0
