@@ -47,6 +47,12 @@ DATE_TIME_PATTERN: Final = (
 )
 USCC_PATTERN: Final = f"^[{ALPHABET}]{{18}}$"
 EXTENSION_NAME_PATTERN: Final = "^[a-z0-9]{1,20}$"
+_TOKEN: Final = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token
+#: ``application/json`` (any case) with parameters or none (RFC 9110 §8.3.1).
+JSON_MEDIA_TYPE_PATTERN: Final = (
+    "^[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]"
+    f'(?:[ \\t]*;(?:[ \\t]*{_TOKEN}=(?:{_TOKEN}|"(?:[^"\\\\]|\\\\.)*"))?)*[ \\t]*$'
+)
 
 JSON_RULES: Final = (
     "What JSON Schema cannot say, and the service checks (a record that breaks one is "
@@ -325,8 +331,7 @@ def _attributes() -> dict[str, Any]:
         "datacontenttype": {
             "description": "application/json, parameters allowed; may be omitted",
             "type": ["string", "null"],
-            "pattern": "^[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]"
-            "([ \\t]*;.*)?$",
+            "pattern": JSON_MEDIA_TYPE_PATTERN,
         },
         "dataschema": {
             "description": "selects a payload version: one ending in <type>.v<N> (e.g. "

@@ -449,6 +449,26 @@ def test_the_envelope_schema_takes_extension_attributes_as_the_1_1_rule_says():
         assert errors(ENVELOPE, {**admitted(U), **extensions}) == []
 
 
+@pytest.mark.parametrize(
+    ("media_type", "ok"),
+    [
+        ("application/json", True),
+        ("Application/JSON", True),
+        ("application/json; charset=utf-8", True),
+        ('application/json;charset="utf-8"', True),
+        ("application/json ; charset=utf-8 ", True),
+        ("text/plain", False),
+        ("application/jsonx", False),
+        ("application/json; charset", False),
+        ("application/json charset=utf-8", False),
+        # (Not "application/json\n": the patterns are ECMA-262, where $ ends the text;
+        # Python's re, which jsonschema uses, also lets $ match before a final newline.)
+    ],
+)
+def test_the_envelope_schema_takes_datacontenttype_parameters(media_type: str, ok: bool):
+    assert (errors(ENVELOPE, _with(admitted(U), datacontenttype=media_type)) == []) is ok
+
+
 # --- dataschema picks the version as the service does -----------------------------------
 
 PAYLOAD_SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
