@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query
 
 from audit.auditing import Auditing, NoHashChain
 from web.auth import ApiError, Auditor
+from web.openapi import errors
 from web.params import AsOf, UsccPath, UsccQuery, check_uscc, parse_as_of
 
 
@@ -29,7 +30,11 @@ def audit_router(auditing: Callable[[], Auditing]) -> APIRouter:
     """The audit routes over the use cases that ``auditing()`` returns."""
     router = APIRouter(tags=["audit"])
 
-    @router.get("/v1/providers/{uscc}/history", summary="Every inbound record of a provider")
+    @router.get(
+        "/v1/providers/{uscc}/history",
+        summary="Every inbound record of a provider",
+        responses=errors(404, 422, 501),
+    )
     def provider_history(
         uscc: UsccPath,
         who: Auditor,
@@ -44,7 +49,9 @@ def audit_router(auditing: Callable[[], Auditing]) -> APIRouter:
             raise ApiError(404, "provider_not_found", f"no inbound record for {uscc}")
         return result
 
-    @router.get("/v1/audit/verify", summary="Check the hash chain and the seals")
+    @router.get(
+        "/v1/audit/verify", summary="Check the hash chain and the seals", responses=errors(422, 501)
+    )
     def audit_verify(
         who: Auditor,
         uscc: Annotated[UsccQuery, Query(description="only this provider's streams")] = None,

@@ -59,6 +59,7 @@ from tests.factories import (
 
 SCHEMAS = json_schemas()
 U = uscc(901)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ADDRESS = {"province": "浙江省", "city": "杭州", "district": None, "street": None}
 
 
@@ -154,9 +155,14 @@ def test_the_schemas_are_as_strict_as_the_service_where_json_schema_can_say_it()
 def published() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The demo stream (and a few v2 applications) through ``process`` and the relay."""
     lines = [raw for raw, _, _ in records(150, 7, date(2024, 1, 1))]
-    # A v2 application accepted, then one refused (STATE: the tenure is open).
+    # A v2 application accepted, then one refused (STATE: the tenure is open); then events
+    # with extension attributes (1.1: kept and published), one accepted and one refused.
     v2 = (applied_v2(U, "2026-01-01"), admitted(U, "2026-01-02"), applied_v2(U, "2026-01-03"))
-    lines += [line(e) for e in v2]
+    extended = (
+        {**deposit_paid(U, "2026-01-04"), "traceparent": TRACEPARENT, "partitionkey": 7},
+        {**exited(U, "2026-01-05", settled=False), "traceparent": TRACEPARENT, "replay": True},
+    )
+    lines += [line(e) for e in (*v2, *extended)]
     app = popo_app()
     for start in range(0, len(lines), 500):
         app.process(

@@ -44,10 +44,11 @@ class FakeAuditing:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.entries: list[dict[str, Any]] = [{"outcome": "accepted"}]
 
     def history(self, uscc: str, as_of: date | None) -> dict[str, Any]:
         self.calls.append(("history", (uscc, as_of)))
-        return {"uscc": uscc, "as_of": as_of, "entries": [{"outcome": "accepted"}]}
+        return {"uscc": uscc, "as_of": as_of, "entries": self.entries}
 
     def verify(self, uscc: str | None) -> dict[str, Any]:
         self.calls.append(("verify", uscc))
@@ -132,6 +133,16 @@ def test_the_service_errors_are_documented_as_its_json_errors(doc: dict[str, Any
     operation = doc["paths"]["/v1/providers/{uscc}"]["get"]
     error = operation["responses"]["422"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    # Every status a route answers is in the document (schemathesis: undocumented 404).
+    for method, path, statuses in (
+        ("get", "/v1/providers", {"200", "401", "403", "422"}),
+        ("get", "/v1/providers/{uscc}", {"200", "401", "403", "404", "422"}),
+        ("get", "/v1/inbox", {"200", "401", "403", "422"}),
+        ("post", "/v1/inbox/{record}/resubmit", {"202", "401", "403", "404", "409", "422"}),
+        ("get", "/v1/providers/{uscc}/history", {"200", "401", "403", "404", "422", "501"}),
+        ("get", "/v1/audit/verify", {"200", "401", "403", "422", "501"}),
+    ):
+        assert statuses <= set(doc["paths"][path][method]["responses"]), (method, path)
 
 
 # --- the answers ------------------------------------------------------------------------
@@ -179,6 +190,9 @@ def test_the_history_checks_its_uscc_and_date_itself(
     wrong = client.get(f"/v1/providers/{KNOWN[:17]}0/history", headers=auth("auditor"))
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (422, "invalid_uscc")
     assert len(auditing.calls) == 1
+    auditing.entries = []
+    unknown = client.get(f"/v1/providers/{KNOWN}/history", headers=auth("auditor"))
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "provider_not_found")
 
 
 def test_verify_takes_a_uscc_or_none_but_not_an_empty_one(
