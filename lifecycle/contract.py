@@ -807,14 +807,3 @@ def _parse_checked(raw: bytes | str) -> Envelope | Malformed:
     # Keep the payload in its canonical JSON form (dates as strings) for storage.
     canonical = payload.model_dump(mode="json")
     return envelope.model_copy(update={"data": canonical})
-
-
-def payload_json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schemas of the envelope and every payload, for other teams to validate."""
-    schemas: dict[str, dict[str, Any]] = {
-        name: model.model_json_schema() for name, model in PAYLOADS.items()
-    }
-    for (name, version), model in VERSIONED_PAYLOADS.items():
-        schemas[f"{name}.v{version}"] = model.model_json_schema()
-    schemas["envelope"] = Envelope.model_json_schema()
-    return schemas

@@ -18,10 +18,10 @@ from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 
-from lifecycle.contract import payload_json_schemas
 from lifecycle.evaluate import evaluate
 from lifecycle.inbox import NotResubmittable, RecordNotFound
 from lifecycle.rules import business_date
+from lifecycle.schemas import json_schemas
 from service.bootstrap import Bootstrap
 from service.cli_audit import audit_app
 from service.cli_projections import projections_app
@@ -125,15 +125,17 @@ def _print_report(report: dict[str, Any], day: date) -> None:
 
 @app.command("schemas")
 def schemas_command(
-    out: Annotated[Path, typer.Argument(help="directory to write <type>.schema.json into")],
+    out: Annotated[Path, typer.Argument(help="directory to write <name>.schema.json into")],
 ) -> None:
-    """Export the JSON Schemas of the envelope and every payload."""
+    """Write the JSON Schemas (draft 2020-12): the inbound envelope, every payload version,
+    the outbound event and the refused record (CONTRACT.md, "Machine-readable contract")."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, schema in payload_json_schemas().items():
+    schemas = json_schemas()
+    for name, schema in schemas.items():
         (out / f"{name}.schema.json").write_text(
             json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         )
-    console.print(f"wrote {len(payload_json_schemas())} schemas to {out}")
+    console.print(f"wrote {len(schemas)} schemas to {out}")
 
 
 @app.command("run")

@@ -22,37 +22,44 @@ from fastapi import APIRouter, Query
 
 from audit.auditing import Auditing, NoHashChain
 from web.auth import ApiError, Auditor
-from web.params import check_uscc, parse_as_of
+from web.openapi import errors
+from web.params import AsOf, UsccPath, UsccQuery, check_uscc, parse_as_of
 
 
 def audit_router(auditing: Callable[[], Auditing]) -> APIRouter:
     """The audit routes over the use cases that ``auditing()`` returns."""
     router = APIRouter(tags=["audit"])
 
-    @router.get("/v1/providers/{uscc}/history", summary="Every inbound record of a provider")
+    @router.get(
+        "/v1/providers/{uscc}/history",
+        summary="Every inbound record of a provider",
+        responses=errors(404, 422, 501),
+    )
     def provider_history(
-        uscc: str,
+        uscc: UsccPath,
         who: Auditor,
-        as_of: Annotated[str | None, Query(description="YYYY-MM-DD (business date)")] = None,
+        as_of: Annotated[AsOf, Query(description="YYYY-MM-DD (business date)")] = None,
     ) -> dict[str, Any]:
         check_uscc(uscc)
         try:
-            result = auditing().history(uscc, parse_as_of(as_of))
+            result = auditing().history(uscc, parse_as_of(as_of, blank=False))
         except NoHashChain as exc:
             raise ApiError(501, "no_hash_chain", "this store keeps no hash chain") from exc
         if not result["entries"] and as_of is None:
             raise ApiError(404, "provider_not_found", f"no inbound record for {uscc}")
         return result
 
-    @router.get("/v1/audit/verify", summary="Check the hash chain and the seals")
+    @router.get(
+        "/v1/audit/verify", summary="Check the hash chain and the seals", responses=errors(422, 501)
+    )
     def audit_verify(
         who: Auditor,
-        uscc: Annotated[str | None, Query(description="only this provider's streams")] = None,
+        uscc: Annotated[UsccQuery, Query(description="only this provider's streams")] = None,
     ) -> dict[str, Any]:
-        if uscc:
+        if uscc is not None:
             check_uscc(uscc)
         try:
-            return auditing().verify(uscc or None)
+            return auditing().verify(uscc)
         except NoHashChain as exc:
             raise ApiError(501, "no_hash_chain", "this store keeps no hash chain") from exc
 

@@ -35,7 +35,7 @@ from web.auth import (
     token_table,
 )
 from web.chart import bars, build_chart
-from web.params import parse_as_of, today
+from web.params import form_text, parse_as_of, today
 from web.services import Services
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -269,8 +269,8 @@ def dashboard_router(services: Services) -> APIRouter:
         status = params.get("status") or None
         if status not in (None, *STATUSES):
             status = None
-        city = (params.get("city") or "").strip()[:50] or None
-        q = (params.get("q") or "").strip()[:100] or None
+        city = form_text(params.get("city"), 50)
+        q = form_text(params.get("q"), 100)
         can_apply = _bool(params.get("can_apply"))
         page = _page_number(params.get("page"))
         offset = (page - 1) * PAGE_SIZE
@@ -330,9 +330,9 @@ def dashboard_router(services: Services) -> APIRouter:
         outcome = params.get("outcome") or None
         if outcome not in (None, "refused", "malformed"):
             outcome = None
-        code = (params.get("code") or "").strip()[:20] or None
-        subject = (params.get("subject") or "").strip()[:18] or None
-        event_type = (params.get("type") or "").strip()[:60] or None
+        code = form_text(params.get("code"), 20)
+        subject = form_text(params.get("subject"), 18)
+        event_type = form_text(params.get("type"), 60)
         page = _page_number(params.get("page"))
         offset = (page - 1) * INBOX_PAGE_SIZE
         result = read_model.inbox(

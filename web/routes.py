@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -18,7 +18,17 @@ from web.openapi import (
     ResubmittedDoc,
     errors,
 )
-from web.params import MAX_LIMIT, InboxOutcome, parse_as_of, today
+from web.params import (
+    TEXT,
+    AsOf,
+    InboxOutcome,
+    Limit,
+    Offset,
+    RecordIdPath,
+    UsccPath,
+    parse_as_of,
+    today,
+)
 from web.services import Services
 
 
@@ -40,21 +50,21 @@ def api_router(services: Services) -> APIRouter:
     def list_providers(
         who: Reader,
         status: Annotated[Status | None, Query(description="current status")] = None,
-        city: Annotated[str | None, Query(max_length=50, description="service city")] = None,
+        city: Annotated[
+            str | None, Query(max_length=50, pattern=TEXT, description="service city")
+        ] = None,
         can_apply: Annotated[
             bool | None, Query(description="may apply (again) at as_of (A1.3)")
         ] = None,
         q: Annotated[
-            str | None, Query(max_length=100, description="part of the name or USCC")
+            str | None, Query(max_length=100, pattern=TEXT, description="part of the name or USCC")
         ] = None,
-        as_of: Annotated[
-            str | None, Query(description="YYYY-MM-DD for can_apply; default today")
-        ] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+        as_of: Annotated[AsOf, Query(description="YYYY-MM-DD for can_apply; default today")] = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
         sort: SortKey = "uscc",
     ) -> JSONResponse:
-        day = parse_as_of(as_of)
+        day = parse_as_of(as_of, blank=False)
         page = read_model.providers(
             ProviderFilter(status=status, city=city, can_apply=can_apply, q=q, as_of=day),
             offset=offset,
@@ -73,13 +83,12 @@ def api_router(services: Services) -> APIRouter:
     )
     def get_provider(
         who: Reader,
-        uscc: Annotated[str, Path(description="Unified Social Credit Code (18 characters)")],
+        uscc: UsccPath,
         as_of: Annotated[
-            str | None,
-            Query(description="YYYY-MM-DD: every event of business date ≤ as_of applied"),
+            AsOf, Query(description="YYYY-MM-DD: every event of business date ≤ as_of applied")
         ] = None,
     ) -> JSONResponse:
-        day = parse_as_of(as_of)
+        day = parse_as_of(as_of, blank=False)
         document = services.provider(uscc, day)
         body = {k: v for k, v in document.items() if k != "timeline"}
         if day is not None or "as_of" not in body:
@@ -99,13 +108,17 @@ def api_router(services: Services) -> APIRouter:
     def list_inbox(
         who: Reader,
         outcome: InboxOutcome | None = None,
-        code: Annotated[str | None, Query(max_length=20, description="e.g. A1.3-5")] = None,
-        subject: Annotated[str | None, Query(max_length=18, description="a USCC")] = None,
-        type: Annotated[
-            str | None, Query(max_length=60, description="e.g. provider.Applied")
+        code: Annotated[
+            str | None, Query(max_length=20, pattern=TEXT, description="e.g. A1.3-5")
         ] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+        subject: Annotated[
+            str | None, Query(max_length=18, pattern=TEXT, description="a USCC")
+        ] = None,
+        type: Annotated[
+            str | None, Query(max_length=60, pattern=TEXT, description="e.g. provider.Applied")
+        ] = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
     ) -> JSONResponse:
         page = read_model.inbox(
             InboxFilter(outcome=outcome, code=code, subject=subject, type=type),
@@ -123,7 +136,7 @@ def api_router(services: Services) -> APIRouter:
     )
     def resubmit_record(
         who: AdminByHeader,
-        record: Annotated[str, Path(description="the inbox record's id (a UUID)")],
+        record: RecordIdPath,
     ) -> JSONResponse:
         return JSONResponse(services.resubmit_record(record, who), status_code=202)
 

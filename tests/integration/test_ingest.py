@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 from collections import Counter, defaultdict
@@ -10,12 +11,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from consumers.inbound import InboundConfig, InboundConsumer
 from consumers.topics import ensure_topics
 from lifecycle.application import OUTCOMES, ProviderLifecycle
 from lifecycle.evaluate import evaluate
 from lifecycle.provider import Provider
+from lifecycle.schemas import json_schemas
 from service.demo import generate
 from store.url import persistence_env
 from tests.integration.harness import (
@@ -36,6 +39,18 @@ AS_OF = date(2026, 11, 27)
 def offline_counts(lines: list[bytes]) -> Counter[str]:
     report = evaluate(lines, AS_OF)
     return Counter(o["outcome"] for o in report["outcomes"])
+
+
+@functools.cache
+def published_schema(name: str) -> Draft202012Validator:
+    """A validator of the published JSON Schema ``name`` (``lifecycle schemas``), formats too."""
+    return Draft202012Validator(
+        json_schemas()[name], format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def published_errors(name: str, record: object) -> list[str]:
+    return [error.message for error in published_schema(name).iter_errors(record)]
 
 
 def accepted_ids(store: str) -> list[str]:
@@ -162,6 +177,7 @@ def test_dead_letters_refusals_and_outbound_feed(
     for event in refused:
         assert event["type"] == "provider.Refused"
         assert event["data"]["codes"] == offline_refusals[event["data"]["event"]["id"]]
+        assert not published_errors("refused", event), event["id"]
 
     # Outbound: every accepted event, per provider in order, sequence 1, 2, 3 … contiguous.
     outbound = [json.loads(r.value) for r in read_topic(kafka_bootstrap, topics.outbound)]
@@ -171,6 +187,7 @@ def test_dead_letters_refusals_and_outbound_feed(
     for event in outbound:  # read in partition order; a provider lives in one partition
         by_provider[event["subject"]].append(event["sequence"])
         assert event["recordedtime"] and event["time"]
+        assert not published_errors("outbound", event), event["id"]
     for sequences in by_provider.values():
         assert sequences == list(range(1, len(sequences) + 1))
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifecycle.contract import Envelope, Malformed, parse_record, payload_json_schemas
+from lifecycle.contract import Envelope, Malformed, parse_record
 from tests.factories import (
     admitted,
     applied,
@@ -466,23 +466,3 @@ def test_parse_record_never_raises_on_mutated_events(base, edits):
         assert parsed.code in CODES
     else:
         assert parsed.type == ev["type"]
-
-
-def test_json_schemas_cover_the_envelope_and_the_eight_payloads():
-    schemas = payload_json_schemas()
-    assert set(schemas) == {
-        "envelope",
-        "provider.Applied",
-        "provider.Admitted",
-        "provider.DepositPaid",
-        "provider.ViolationRecorded",
-        "provider.Exited",
-        "provider.Expelled",
-        "provider.ApplicationDeclined",
-        "provider.DepositDeducted",
-        "provider.ReadmissionDecided",
-        "provider.Applied.v2",
-    }
-    assert schemas["provider.Applied"]["additionalProperties"] is False
-    assert "registered_capital_fen" in schemas["provider.Applied"]["required"]
-    assert "subject" in schemas["envelope"]["properties"]

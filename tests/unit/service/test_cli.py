@@ -194,6 +194,8 @@ def test_schemas_writes_one_json_schema_per_type_and_the_envelope(tmp_path: Path
         f"{name}.schema.json"
         for name in (
             "envelope",
+            "outbound",
+            "refused",
             "provider.Applied",
             "provider.Admitted",
             "provider.DepositPaid",

@@ -198,7 +198,9 @@ def test_as_of_passes_through(h: Harness) -> None:
     assert f.as_of == date(2024, 12, 31) and f.can_apply is True
 
 
-@pytest.mark.parametrize("bad", ["2025-13-01", "2025-02-30", "yesterday", "2025-2-1", "20250201"])
+@pytest.mark.parametrize(
+    "bad", ["2025-13-01", "2025-02-30", "yesterday", "2025-2-1", "20250201", "", "2025-01-0%00"]
+)
 def test_bad_as_of_is_422(h: Harness, bad: str) -> None:
     for path in (f"/v1/providers/{KNOWN}?as_of={bad}", f"/v1/providers?as_of={bad}"):
         response = h.client.get(path, headers=auth("reader"))
@@ -262,6 +264,11 @@ def test_provider_defaults_and_offsets(h: Harness) -> None:
         "sort=secret",
         "can_apply=perhaps",
         "limit=ten",
+        "offset=9223372036854775808",  # beyond 2^63 - 1: no store can skip that far
+        "offset=258122263651734814720",
+        "limit=9223372036854775808",
+        "q=a%00b",  # U+0000: PostgreSQL text cannot hold it
+        "city=%00",
     ],
 )
 def test_bad_list_parameters_are_422(h: Harness, query: str) -> None:

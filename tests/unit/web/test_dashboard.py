@@ -154,3 +154,13 @@ def test_formatting() -> None:
     assert pager["current"] == 2 and pager["count"] == 3
     assert pager["prev"] == "?q=%E6%98%9F%E8%BE%B0"
     assert pager["next"] == "?q=%E6%98%9F%E8%BE%B0&page=3"
+
+
+def test_dashboard_text_filters_drop_nul(h: Harness) -> None:
+    # PostgreSQL text cannot hold U+0000: a form's filter never takes one to the read model.
+    page = h.client.get("/providers?q=%E4%BA%91%00%E5%B8%86&city=%00", headers=auth("reader"))
+    assert page.status_code == 200
+    assert h.read_model.last("providers")[0] == ProviderFilter(q="云帆")
+    inbox = h.client.get("/inbox?code=A1.3-5%00&subject=%00&type=%00x", headers=auth("reader"))
+    assert inbox.status_code == 200
+    assert h.read_model.last("inbox")[0] == InboxFilter(code="A1.3-5", type="x")
