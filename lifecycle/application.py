@@ -24,7 +24,6 @@ Only store failures propagate (the consumer rewinds and retries).
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,18 +35,23 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
-    ConnectionNotFromPoolError,
-    ConnectionPoolClosedError,
     IntegrityError,
-    PersistenceError,
     ProcessRecorder,
-    RecordConflictError,
     StoredEvent,
     Tracking,
 )
 from eventsourcing.utils import get_topic
 
-from lifecycle.contract import Envelope, Malformed, parse_record
+from lifecycle.contract import Envelope
+from lifecycle.failures import (
+    Unjudgeable,
+    internal_error,
+    is_store_failure,
+    readable,
+    storable,
+    subject_of,
+)
+from lifecycle.parsing import Malformed, parse_record
 from lifecycle.ports import Position, PositionedRecorder
 from lifecycle.provider import Provider, judge
 from lifecycle.records import (
@@ -97,90 +101,6 @@ Clock = Callable[[], datetime]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- what is the store's failure, and what is the record's ------------------------------
-
-#: Database drivers whose errors are the store's, even when not translated by the library.
-_DRIVERS: Final = frozenset({"sqlite3", "psycopg", "psycopg2", "psycopg_pool"})
-_STORE_ERRORS: Final = (
-    PersistenceError,
-    RecordConflictError,
-    ConnectionPoolClosedError,
-    ConnectionNotFromPoolError,
-)
-
-
-def is_store_failure(exc: BaseException) -> bool:
-    """A failure of the store (retry the batch), not of one record (``internal_error``).
-
-    The library's ``PersistenceError`` family, and the DB drivers' own errors (recognised by
-    their module: the domain imports no driver), also when they are the explicit cause.
-    """
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, _STORE_ERRORS):
-            return True
-        if any(c.__module__.split(".", 1)[0] in _DRIVERS for c in type(seen).__mro__):
-            return True
-        seen = seen.__cause__
-    return False
-
-
-#: Longest ``internal_error`` reason kept (characters; the DLQ's ``x-error`` is ≤ 1 KiB).
-INTERNAL_ERROR_LIMIT: Final = 400
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def storable(text: str) -> str:
-    """``text`` as every store and view can hold it: lone surrogates and control characters
-    (U+0000 above all) written as escapes."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def internal_error(exc: BaseException) -> str:
-    """The reason of a record that could not be judged: ``internal_error: <Class: message>``.
-
-    Bounded; the message is the exception's own, about this record (nothing else is added).
-    """
-    message = str(exc)[: INTERNAL_ERROR_LIMIT * 2]
-    text = storable(f"internal_error: {type(exc).__name__}: {message}".rstrip(": "))
-    return text if len(text) <= INTERNAL_ERROR_LIMIT else text[: INTERNAL_ERROR_LIMIT - 1] + "…"
-
-
-def _readable(value: str | None) -> str | None:
-    """``value`` if it can be written as UTF-8, else ``None`` (CONTRACT.md: ``"id": null``)."""
-    if value is None:
-        return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return value
-
-
-#: The longest subject a malformed record keeps (a USCC has 18 characters).
-SUBJECT_LIMIT: Final = 64
-
-
-def _subject_of(value: str | None) -> str | None:
-    """The subject a malformed record is kept under, when it could name a provider.
-
-    The hash chain indexes a record's subject (``store/chain.py``): one with U+0000 (which
-    PostgreSQL text cannot hold) or thousands of characters would fail the whole batch's
-    transaction, again on every retry. Such a record keeps its bytes, not the subject.
-    """
-    value = _readable(value)
-    if value is None or len(value) > SUBJECT_LIMIT or _CONTROL.search(value):
-        return None
-    return value
-
-
-class _Unjudgeable(RuntimeError):
-    """The provider's state could not be rebuilt after an internal error earlier in the batch."""
 
 
 @dataclass
@@ -361,8 +281,8 @@ class ProviderLifecycle(Application[UUID]):
             result = Result(
                 "malformed",
                 message.position,
-                _readable(parsed.id),
-                _subject_of(parsed.subject),
+                readable(parsed.id),
+                subject_of(parsed.subject),
                 [],
                 storable(parsed.reason),
             )
@@ -382,7 +302,7 @@ class ProviderLifecycle(Application[UUID]):
                 record = self._keep_record(message, result, event, recorded_at)
                 return _Verdict(result, list(record.collect_events()))
         if envelope.subject in batch.unjudgeable:
-            raise _Unjudgeable(f"the state of provider {envelope.subject} could not be rebuilt")
+            raise Unjudgeable(f"the state of provider {envelope.subject} could not be rebuilt")
         provider = batch.touched.get(envelope.subject) or self._load(envelope.subject)
         judgement = judge(provider, envelope, recorded_at)
         if judgement.outcome == "accepted":
@@ -473,7 +393,7 @@ class ProviderLifecycle(Application[UUID]):
     ) -> tuple[Result, list[StoredEvent]]:
         reason = internal_error(exc)
         result = Result(
-            "malformed", message.position, _readable(item.id), _subject_of(item.subject), [], reason
+            "malformed", message.position, readable(item.id), subject_of(item.subject), [], reason
         )
         try:
             record = self._keep_record(message, result, None, recorded_at)

@@ -13,8 +13,8 @@ from datetime import date
 from typing import Any
 
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
-from lifecycle.contract import parse_record
 from lifecycle.eligibility import eligibility
+from lifecycle.parsing import parse_record
 from lifecycle.provider import Provider
 
 BATCH = 500

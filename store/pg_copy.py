@@ -67,3 +67,39 @@ def links_copy_data(links: Sequence[Link], ids: Sequence[int] | None = None) -> 
         parts.append(_HASHES.pack(32, link.prev_hash, 32, link.hash))
     parts.append(_TRAILER)
     return b"".join(parts)
+
+
+#: The chain's subject index holds this many leading characters of a subject, never the whole
+#: (a B-tree row holds at most ~2.7 kB, and a malformed record's subject may be any length);
+#: ``subject_streams`` compares the full subject on the rows the index finds.
+SUBJECT_KEY_CHARS = 64
+
+#: Marks a subject column value that holds the subject's UTF-8 bytes in hex: PostgreSQL
+#: ``text`` cannot hold U+0000 (nor a lone surrogate), which an inbound record's subject may.
+_HEX_MARK = "\x01"
+
+
+def column_subject(subject: str | None) -> str | None:
+    """A subject as the chain's ``subject`` column holds it (reversibly: :func:`chain_subject`).
+
+    A subject with U+0000, a lone surrogate or starting with U+0001 is written as U+0001
+    followed by the hex of its UTF-8 bytes (surrogates passed through); any other as it is.
+    """
+    if subject is None:
+        return None
+    if "\x00" not in subject and not subject.startswith(_HEX_MARK):
+        if subject.isascii():
+            return subject
+        try:
+            subject.encode()
+            return subject
+        except UnicodeEncodeError:
+            pass
+    return _HEX_MARK + subject.encode("utf-8", "surrogatepass").hex()
+
+
+def chain_subject(stored: str | None) -> str | None:
+    """The subject a ``subject`` column value stands for (the inverse of :func:`column_subject`)."""
+    if stored is None or not stored.startswith(_HEX_MARK):
+        return stored
+    return bytes.fromhex(stored[1:]).decode("utf-8", "surrogatepass")

@@ -30,12 +30,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import retry
-from psycopg import Connection, Cursor
+from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Identifier, Literal
 
 from lifecycle.ports import PositionedRecorder
-from store.audit_port import AuditReader, StoredRow
+from store.audit_port import AuditReader
 from store.chain import (
     Head,
     Link,
@@ -46,47 +46,19 @@ from store.chain import (
     with_ids,
 )
 from store.heads import HeadCache
-from store.pg_copy import events_copy_data, links_copy_data
+from store.pg_copy import (
+    SUBJECT_KEY_CHARS,
+    chain_subject,
+    column_subject,
+    events_copy_data,
+    links_copy_data,
+)
 from store.positions import advance_positions, positions_of
+from store.postgres_audit import PostgresAuditReader
 from store.transcoding import OrjsonTranscoding
 
 log = logging.getLogger(__name__)
 _cursor_names = count(1)
-
-#: The chain's subject index holds this many leading characters of a subject, never the whole
-#: (a B-tree row holds at most ~2.7 kB, and a malformed record's subject may be any length);
-#: ``subject_streams`` compares the full subject on the rows the index finds.
-SUBJECT_KEY_CHARS = 64
-
-#: Marks a subject column value that holds the subject's UTF-8 bytes in hex: PostgreSQL
-#: ``text`` cannot hold U+0000 (nor a lone surrogate), which an inbound record's subject may.
-_HEX_MARK = "\x01"
-
-
-def column_subject(subject: str | None) -> str | None:
-    """A subject as the chain's ``subject`` column holds it (reversibly: :func:`chain_subject`).
-
-    A subject with U+0000, a lone surrogate or starting with U+0001 is written as U+0001
-    followed by the hex of its UTF-8 bytes (surrogates passed through); any other as it is.
-    """
-    if subject is None:
-        return None
-    if "\x00" not in subject and not subject.startswith(_HEX_MARK):
-        if subject.isascii():
-            return subject
-        try:
-            subject.encode()
-            return subject
-        except UnicodeEncodeError:
-            pass
-    return _HEX_MARK + subject.encode("utf-8", "surrogatepass").hex()
-
-
-def chain_subject(stored: str | None) -> str | None:
-    """The subject a ``subject`` column value stands for (the inverse of :func:`column_subject`)."""
-    if stored is None or not stored.startswith(_HEX_MARK):
-        return stored
-    return bytes.fromhex(stored[1:]).decode("utf-8", "surrogatepass")
 
 
 def _storable(links: Sequence[Link]) -> Sequence[Link]:
@@ -466,111 +438,6 @@ class CopyPostgresProcessRecorder(PostgresProcessRecorder, PositionedRecorder):
                     seal.hash,
                 ),
             )
-
-
-class PostgresAuditReader:
-    def __init__(self, recorder: CopyPostgresProcessRecorder, conn: Connection[DictRow]) -> None:
-        self.recorder = recorder
-        self.conn = conn
-
-    def _rows(self, statement: Composed, params: Sequence[Any]) -> Iterator[DictRow]:
-        # A server-side cursor: the whole table is never held in memory.
-        with self.conn.cursor(name=f"audit_{next(_cursor_names)}") as cursor:
-            cursor.itersize = 2000
-            cursor.execute(statement, params)
-            yield from cursor
-
-    def _where_ids(self, ids: Sequence[UUID] | None) -> tuple[Composed, list[Any]]:
-        if ids is None:
-            return SQL("").format(), []
-        return SQL(" WHERE originator_id = ANY(%s)").format(), [list(ids)]
-
-    def events(self, ids: Sequence[UUID] | None = None) -> Iterator[StoredRow]:
-        where, params = self._where_ids(ids)
-        for r in self._rows(
-            SQL(
-                "SELECT originator_id, originator_version, notification_id, topic, state "
-                "FROM {0}{1} ORDER BY originator_id, originator_version"
-            ).format(self.recorder.events_table, where),
-            params,
-        ):
-            yield StoredRow(
-                r["originator_id"],
-                int(r["originator_version"]),
-                int(r["notification_id"]),
-                r["topic"],
-                bytes(r["state"]),
-            )
-
-    def links(self, ids: Sequence[UUID] | None = None) -> Iterator[Link]:
-        where, params = self._where_ids(ids)
-        for r in self._rows(
-            SQL(
-                "SELECT originator_id, originator_version, notification_id, subject, prev_hash, "
-                "hash FROM {0}{1} ORDER BY originator_id, originator_version"
-            ).format(self.recorder.chain_table, where),
-            params,
-        ):
-            yield Link(
-                r["originator_id"],
-                int(r["originator_version"]),
-                int(r["notification_id"]),
-                chain_subject(r["subject"]),
-                bytes(r["prev_hash"]),
-                bytes(r["hash"]),
-            )
-
-    def seals(self) -> list[Seal]:
-        with self.conn.cursor() as cursor:
-            cursor.execute(
-                SQL(
-                    "SELECT seq, sealed_at, label, max_notification_id, streams, events, root, "
-                    "prev, hash FROM {0} ORDER BY seq"
-                ).format(self.recorder.seals_table)
-            )
-            return [
-                Seal(
-                    int(r["seq"]),
-                    r["sealed_at"],
-                    r["label"],
-                    int(r["max_notification_id"]),
-                    int(r["streams"]),
-                    int(r["events"]),
-                    r["root"],
-                    r["prev"],
-                    r["hash"],
-                )
-                for r in cursor.fetchall()
-            ]
-
-    def subject_streams(self, subject: str) -> list[UUID]:
-        stored = column_subject(subject)
-        with self.conn.cursor() as cursor:
-            # The index holds a prefix; the full subject is compared on the rows it finds.
-            cursor.execute(
-                SQL(
-                    "SELECT originator_id FROM {0} "
-                    "WHERE substr(subject, 1, {1}) = substr(%s, 1, {1}) AND subject = %s "
-                    "AND originator_version = 1 ORDER BY notification_id"
-                ).format(self.recorder.chain_table, Literal(SUBJECT_KEY_CHARS)),
-                (stored, stored),
-            )
-            return [
-                r["originator_id"]
-                if isinstance(r["originator_id"], UUID)
-                else UUID(r["originator_id"])
-                for r in cursor.fetchall()
-            ]
-
-    def max_notification_id(self) -> int:
-        with self.conn.cursor() as cursor:
-            cursor.execute(
-                SQL("SELECT MAX(notification_id) AS last FROM {0}").format(
-                    self.recorder.events_table
-                )
-            )
-            row = cursor.fetchone()
-            return int(row["last"] or 0) if row else 0
 
 
 class Factory(OrjsonTranscoding, PostgresFactory):

@@ -21,8 +21,9 @@ from audit.seal import seal
 from audit.verify import read_seals, verify
 from consumers.relay import outbound_event
 from lifecycle.application import ProviderLifecycle
-from lifecycle.contract import APPLIED_V2_SCHEMA, Envelope, Malformed, parse_record
+from lifecycle.contract import APPLIED_V2_SCHEMA, Envelope
 from lifecycle.evaluate import evaluate
+from lifecycle.parsing import Malformed, parse_record
 from lifecycle.provider import Provider
 from lifecycle.uscc import provider_id
 from store.audit_port import AuditStore

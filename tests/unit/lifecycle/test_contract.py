@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifecycle.contract import Envelope, Malformed, parse_record
+from lifecycle.contract import Envelope
+from lifecycle.parsing import Malformed, parse_record
 from tests.factories import (
     admitted,
     applied,

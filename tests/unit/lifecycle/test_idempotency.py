@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.application import InboundMessage, ProviderLifecycle, Result
-from lifecycle.contract import Envelope, parse_record
+from lifecycle.contract import Envelope
+from lifecycle.parsing import parse_record
 from lifecycle.provider import Provider, judge
 from lifecycle.records import EventKey, event_key, record_id
 from tests.factories import (

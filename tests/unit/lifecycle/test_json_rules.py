@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from lifecycle.application import InboundMessage
-from lifecycle.contract import Envelope, Malformed, parse_record, parse_record_checked
+from lifecycle.contract import Envelope
+from lifecycle.parsing import Malformed, parse_record, parse_record_checked
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 from lifecycle.uscc import provider_id

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from lifecycle.contract import Envelope, Malformed, parse_record
+from lifecycle.contract import Envelope
+from lifecycle.parsing import Malformed, parse_record
 from lifecycle.provider import Provider, judge
 from tests.factories import (
     CLEARED,

@@ -8,7 +8,8 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lifecycle.contract import Envelope, Malformed, parse_record, parse_record_checked
+from lifecycle.contract import Envelope
+from lifecycle.parsing import Malformed, parse_record, parse_record_checked
 from service.demo import generate
 from tests.strategies import json_rule_records
 from tests.unit.lifecycle.test_contract import CODES

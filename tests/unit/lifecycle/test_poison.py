@@ -24,17 +24,11 @@ from hypothesis import strategies as st
 
 import lifecycle.application as application
 from consumers.relay import dead_letter
-from lifecycle.application import (
-    INTERNAL_ERROR_LIMIT,
-    OUTCOMES,
-    InboundMessage,
-    ProviderLifecycle,
-    internal_error,
-    is_store_failure,
-)
-from lifecycle.contract import Malformed
+from lifecycle.application import OUTCOMES, InboundMessage, ProviderLifecycle
 from lifecycle.evaluate import evaluate
+from lifecycle.failures import INTERNAL_ERROR_LIMIT, internal_error, is_store_failure
 from lifecycle.inbox import Inbox
+from lifecycle.parsing import Malformed
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord, record_id
 from tests.factories import (

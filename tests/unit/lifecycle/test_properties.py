@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.application import ProviderLifecycle
-from lifecycle.contract import Envelope, parse_record
+from lifecycle.contract import Envelope
+from lifecycle.parsing import parse_record
 from lifecycle.provider import Provider, judge
 from tests.factories import (
     DEPOSIT_FEN,

@@ -27,10 +27,9 @@ from lifecycle.contract import (
     PAYLOADS,
     VERSIONED_PAYLOADS,
     Envelope,
-    Malformed,
-    parse_record,
     payload_version,
 )
+from lifecycle.parsing import Malformed, parse_record
 from lifecycle.rules import Clause
 from lifecycle.schemas import (
     DRAFT,

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from lifecycle.contract import Envelope, parse_record
+from lifecycle.contract import Envelope
 from lifecycle.evaluate import evaluate
+from lifecycle.parsing import parse_record
 from lifecycle.uscc import is_valid_uscc
 from service.demo import generate, write
 from service.demo import records as demo_records

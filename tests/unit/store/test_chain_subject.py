@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from store.chain import Link
-from store.postgres import _storable, chain_subject, column_subject
+from store.pg_copy import chain_subject, column_subject
+from store.postgres import _storable
 
 subjects = st.one_of(
     st.text(),
