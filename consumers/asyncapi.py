@@ -27,8 +27,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import yaml
 from faststream.kafka import KafkaBroker
@@ -59,16 +58,21 @@ _DEFS: Final = "#/$defs/"
 _COMPONENTS: Final = "#/components/schemas/"
 
 
-@dataclass(frozen=True)
-class Topics:
-    """The topics as configured (``service.settings.Settings`` has these fields)."""
+class Topics(Protocol):
+    """What the document reads from ``service.settings.Settings``."""
 
-    inbound_topic: str
-    outbound_topic: str
-    refused_topic: str
-    dlq_topic: str
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    group_id: str = "provider-lifecycle"
+    @property
+    def inbound_topic(self) -> str: ...
+    @property
+    def outbound_topic(self) -> str: ...
+    @property
+    def refused_topic(self) -> str: ...
+    @property
+    def dlq_topic(self) -> str: ...
+    @property
+    def kafka_bootstrap(self) -> str: ...
+    @property
+    def group_id(self) -> str: ...
 
 
 # Placeholders: faststream documents a payload from a type; the contract's schema replaces
@@ -222,7 +226,9 @@ def _headers(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 def _key(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"kafka": {"key": {"description": description, **schema}, "bindingVersion": KAFKA_BINDING}}
+    return {
+        "kafka": {"key": {"description": description, **schema}, "bindingVersion": KAFKA_BINDING}
+    }
 
 
 def _uscc_key(description: str) -> dict[str, Any]:
