@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# The official AsyncAPI parser (tests/tooling/asyncapi: package.json and its lockfile).
+ASYNCAPI_TOOL := tests/tooling/asyncapi
+ASYNCAPI_NODE := var/node
 
-.PHONY: install lint test test-unit services services-stop browser run bench bench-api clean
+.PHONY: install lint test test-unit services services-stop browser asyncapi-tool run bench bench-api clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -22,12 +25,23 @@ lint: install
 
 ## The whole suite: lint, type check, unit, integration (real Kafka and PostgreSQL),
 ## and the dashboard in a real headless Chromium.
-test: lint services browser
+test: lint services browser asyncapi-tool
 	source <(deploy/local/services.sh env) && $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Fast domain tests only (no services).
 test-unit: install
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+## The official AsyncAPI parser from the npm registry, as the lockfile pins it, into var/node
+## (no install scripts run); the AsyncAPI test validates the document with it.
+asyncapi-tool: $(ASYNCAPI_NODE)/.installed
+
+$(ASYNCAPI_NODE)/.installed: $(ASYNCAPI_TOOL)/package.json $(ASYNCAPI_TOOL)/package-lock.json
+	@command -v npm >/dev/null || { echo "make asyncapi-tool: npm (Node.js 20+) is required" >&2; exit 1; }
+	mkdir -p $(ASYNCAPI_NODE)
+	cp $(ASYNCAPI_TOOL)/package.json $(ASYNCAPI_TOOL)/package-lock.json $(ASYNCAPI_NODE)/
+	SCARF_ANALYTICS=false npm ci --prefix $(ASYNCAPI_NODE) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 ## The main job on the embedded SQLite store with local Kafka and a sample stream.
 run: install

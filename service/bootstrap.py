@@ -14,6 +14,7 @@ from types import TracebackType
 from fastapi import FastAPI
 
 from audit.auditing import Auditing
+from consumers.asyncapi import asyncapi_document
 from consumers.inbound import InboundConfig, InboundConsumer
 from consumers.relay import Relay, RelayConfig
 from consumers.resubmit import KafkaSender
@@ -96,6 +97,7 @@ class Bootstrap:
             lambda: self.inbox,
             self.settings,
             extra_routers=[audit_router(lambda: self.auditing)],
+            asyncapi=lambda: asyncapi_document(self.settings),
         )
 
     def close(self) -> None:

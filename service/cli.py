@@ -138,6 +138,18 @@ def schemas_command(
     console.print(f"wrote {len(schemas)} schemas to {out}")
 
 
+@app.command("asyncapi")
+def asyncapi_command(
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="YAML instead of JSON")] = False,
+) -> None:
+    """Print the AsyncAPI 3.0 document of the four topics, named as the settings name them
+    (the payloads are the contract's JSON Schemas)."""
+    from consumers.asyncapi import asyncapi_document, to_json, to_yaml
+
+    document = asyncapi_document(Settings())
+    sys.stdout.write(to_yaml(document) if as_yaml else to_json(document))
+
+
 @app.command("run")
 def run_command() -> None:
     """The service: consume, judge, store, relay, project and serve HTTP until SIGTERM."""

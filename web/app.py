@@ -29,6 +29,7 @@ Endpoints (all JSON, UTF-8; errors are ``{"error": {"code": …, "message": …}
 ``GET  /metrics``                     reader     Prometheus text (scrape with a bearer token)
 ``GET  /docs``, ``/redoc``            none       OpenAPI pages, assets served locally (no CDN)
 ``GET  /openapi.json``                none       the OpenAPI document (no data)
+``GET  /asyncapi.json``               none       the AsyncAPI document of the topics (no data)
 ``GET  /``, ``/providers``, …         reader     the dashboard (cookie or bearer; login page)
 ====================================  =========  ==============================================
 
@@ -55,7 +56,7 @@ from web.auth import TokenTable
 from web.errors import AccessMiddleware, install_error_handlers
 from web.openapi import errors
 from web.operations import Check, ProjectionCollector, kafka_check
-from web.routes import api_router
+from web.routes import AsyncApiSource, api_router, asyncapi_router
 from web.services import Services
 
 log = logging.getLogger("lifecycle.api")
@@ -80,6 +81,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     registry: CollectorRegistry | None = None,
     dashboard: bool = True,
+    asyncapi: AsyncApiSource | None = None,
 ) -> FastAPI:
     """The read API and the dashboard.
 
@@ -96,6 +98,9 @@ def create_app(
       counters, lag and batch latency from ``consumers.metrics``) ``/metrics`` shows;
       default ``prometheus_client.REGISTRY``. The API's own metrics (request latency,
       projection lag) live in a registry of this app, so several apps can coexist.
+    - ``asyncapi``: the AsyncAPI document of the topics, or a callable that builds it
+      (``consumers.asyncapi.asyncapi_document``; called once, on the first request), served
+      at ``GET /asyncapi.json`` with no token; none: no such route.
     """
     tokens = TokenTable.parse(settings.api_tokens)
     if not len(tokens):
@@ -142,6 +147,8 @@ def create_app(
     install_error_handlers(app)
 
     app.include_router(api_router(services))
+    if asyncapi is not None:
+        app.include_router(asyncapi_router(asyncapi))
     for router in extra_routers:
         app.include_router(router)
     if dashboard:

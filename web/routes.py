@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -167,5 +169,35 @@ def api_router(services: Services) -> APIRouter:
     )
     def metrics(who: Reader) -> Response:
         return Response(services.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+#: The AsyncAPI document, or what builds it (``consumers.asyncapi``, passed in by service/).
+AsyncApiSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+
+
+def asyncapi_router(source: AsyncApiSource) -> APIRouter:
+    """``GET /asyncapi.json``: the AsyncAPI document of the topics (no token, like
+    ``/openapi.json``: it holds no data). A callable is called once, on the first request."""
+    api = APIRouter()
+    built: list[Mapping[str, Any]] = []
+    lock = threading.Lock()
+
+    def document() -> Mapping[str, Any]:
+        with lock:
+            if not built:
+                built.append(source() if callable(source) else source)
+            return built[0]
+
+    @api.get(
+        "/asyncapi.json",
+        tags=["operations"],
+        summary="The AsyncAPI 3.0 document of the Kafka topics (no authentication)",
+        response_class=JSONResponse,
+        responses={200: {"content": {"application/json": {}}}},
+    )
+    def asyncapi() -> JSONResponse:
+        return JSONResponse(dict(document()))
 
     return api
