@@ -257,9 +257,11 @@ async def test_local_and_postgres_leases() -> None:
 
 def test_the_sqlite_store_lock_admits_one_process(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    with StoreFileLock(db):
-        with pytest.raises(StoreInUse, match=r"already uses the SQLite store .*store\.db"):
-            StoreFileLock(db).acquire()
+    with (
+        StoreFileLock(db),
+        pytest.raises(StoreInUse, match=r"already uses the SQLite store .*store\.db"),
+    ):
+        StoreFileLock(db).acquire()
     with StoreFileLock(db):  # released: taken again
         pass
 
