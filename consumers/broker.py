@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from faststream.kafka import KafkaBroker
@@ -181,10 +182,15 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def start_broker(
-    broker: KafkaBroker, stop: asyncio.Event, *, backoff: Backoff | None = None
+    broker: KafkaBroker,
+    stop: asyncio.Event,
+    *,
+    before: Callable[[], Awaitable[None]] | None = None,
+    backoff: Backoff | None = None,
 ) -> bool:
     """Start ``broker`` (its producer and every subscriber declared on it), waiting out a
     Kafka that is not there for as long as it takes; ``False`` when ``stop`` came first.
+    ``before`` (the topics' set-up) is retried with it.
 
     faststream's ``start`` does not retry and leaves what it connected open when it fails:
     each failure is followed by ``broker.stop()`` before the next attempt."""
@@ -192,6 +198,8 @@ async def start_broker(
     outage = Outage(log, f"Kafka ({_servers(broker)})")
     while not stop.is_set():
         try:
+            if before is not None:
+                await before()
             await broker.start()
         except Exception as exc:
             with contextlib.suppress(Exception):
