@@ -130,9 +130,16 @@ class Outage:
     """Log lines for one dependency: one when it fails, one when it is back, and at most one
     reminder every ``remind_s`` while it lasts — never one per retry."""
 
-    def __init__(self, logger: logging.Logger, what: str, remind_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        remind_s: float = 60.0,
+        failing: str = "unavailable",
+    ) -> None:
         self.log = logger
         self.what = what
+        self.failing = failing
         self.remind_s = remind_s
         self.since: float | None = None
         self.reminded = 0.0
@@ -148,13 +155,18 @@ class Outage:
         if self.since is None:
             self.since = self.reminded = now
             self.log.warning(
-                "%s unavailable (%s: %s); retrying with backoff", self.what, type(exc).__name__, exc
+                "%s %s (%s: %s); retrying with backoff",
+                self.what,
+                self.failing,
+                type(exc).__name__,
+                exc,
             )
         elif now - self.reminded >= self.remind_s:
             self.reminded = now
             self.log.warning(
-                "%s still unavailable after %.0f s (%d attempts; last: %s: %s; next in %.1f s)",
+                "%s still %s after %.0f s (%d attempts; last: %s: %s; next in %.1f s)",
                 self.what,
+                self.failing,
                 now - self.since,
                 self.failures,
                 type(exc).__name__,

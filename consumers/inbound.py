@@ -160,7 +160,7 @@ class InboundConsumer:
         self.owns_broker = broker is None
         self.broker = broker if broker is not None else make_broker(config.bootstrap)
         self.backoff = Backoff(0.1, config.max_backoff_s)
-        self.outage = Outage(log, f"inbound {config.topic}: the store")
+        self.outage = Outage(log, f"inbound {config.topic}:", failing="batches not stored")
         self.stop = asyncio.Event()
         #: Stands in for the subscriber's consumer (tests of the handler only).
         self.partitions: Partitions | None = None
