@@ -115,6 +115,10 @@ def record_error(exc: BaseException) -> bool:
     )
 
 
+class BrokerNotStarted(KafkaConnectionError):  # type: ignore[misc]
+    """The process's broker is not started yet (its owner logs why, ``start_broker``)."""
+
+
 class Broker(Protocol):
     """What the relay uses of the process's broker (``consumers.broker.ServiceBroker``)."""
 
@@ -441,7 +445,7 @@ class Relay:
         broker = self.broker
         if not broker.running:
             if not self.owns_broker:
-                raise KafkaConnectionError("the broker is not started (yet)")
+                raise BrokerNotStarted("the broker is not started (yet)")
             try:
                 await broker.start()
             except BaseException:
@@ -527,7 +531,8 @@ class Relay:
                     self._renew = True
                     await self._disconnect()
                     delay = backoff.next()
-                    self.outage.failed(exc, delay)
+                    if not isinstance(exc, BrokerNotStarted):
+                        self.outage.failed(exc, delay)
                     await wait_or_stop(stop, delay)
         finally:
             await self._disconnect()
