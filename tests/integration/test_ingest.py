@@ -215,10 +215,10 @@ def test_two_consumers_in_one_group_judge_every_record_once(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 180
         # Both members must hold partitions before any record exists, or one could do it all.
-        while not all(c.consumer.assignment() for c in consumers):
+        while not all(c.assignment() for c in consumers):
             assert loop.time() < deadline, "the group never gave both consumers partitions"
             await asyncio.sleep(0.1)  # polling the group's assignment
-        assignments = [c.consumer.assignment() for c in consumers]
+        assignments = [c.assignment() for c in consumers]
         assert len(assignments[0] | assignments[1]) == 6
         assert not assignments[0] & assignments[1]
         await asyncio.to_thread(produce_lines, kafka_bootstrap, topics.inbound, lines, 6)
