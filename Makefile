@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install lint test test-unit services services-stop browser run bench bench-api clean
+.PHONY: install lint test test-unit services services-stop browser run bench bench-api bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: install services
 ## Read API latency at a steady 300 requests/s.
 bench-api: install services
 	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.api
+
+## 1, 2 and 3 ingest processes (+ relay, standby relay, projector) on one PostgreSQL store.
+bench-scale: install services
+	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.scale
 
 services-stop:
 	deploy/local/services.sh stop
