@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ def test_bench_scale_runs_on_a_tiny_workload(kafka_bootstrap: str, postgres_admi
     run = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--providers", "150", "--sizes", "1,2"],
         env=env,
+        cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
         timeout=600,
