@@ -31,6 +31,7 @@ import psycopg
 import psycopg_pool
 
 from projections.tables import Dialect
+from store.sqlite import write_lock
 
 
 class ViewsBusy(RuntimeError):
@@ -51,9 +52,11 @@ def utc_now_text() -> str:
 class Connection:
     """A thin DB-API wrapper: ``?`` placeholders on both dialects, explicit transactions."""
 
-    def __init__(self, raw: Any, dialect: Dialect) -> None:
+    def __init__(self, raw: Any, dialect: Dialect, write_lock: Any = None) -> None:
         self.raw = raw
         self.dialect = dialect
+        #: SQLite: the process's lock around writes on the file (``store.sqlite.write_lock``).
+        self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
@@ -150,13 +153,14 @@ class Connection:
                     self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 yield self
             return
-        self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield self
-        except BaseException:
-            self.raw.execute("ROLLBACK")
-            raise
-        self.raw.execute("COMMIT")
+        with self.write_lock if write else contextlib.nullcontext():
+            self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self
+            except BaseException:
+                self.raw.execute("ROLLBACK")
+                raise
+            self.raw.execute("COMMIT")
 
     def close(self) -> None:
         self.raw.close()
@@ -201,7 +205,7 @@ class ViewDatabase:
         raw = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         raw.execute("PRAGMA journal_mode=WAL")
         raw.execute("PRAGMA busy_timeout=30000")
-        return Connection(raw, "sqlite")
+        return Connection(raw, "sqlite", write_lock(self.path))
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Connection]:

@@ -85,6 +85,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     return isinstance(exc, TRANSIENT)
 
+
 # --- the projector ----------------------------------------------------------------------
 
 

@@ -23,10 +23,12 @@ from projections.database import ViewDatabase
 from projections.projector import Projector
 from projections.reader import SqlReadModel
 from projections.views import open_projector, open_read_model
+from service.roles import RoleBoard
 from service.settings import Settings
 from store.audit_port import AuditStore
 from web.app import create_app
 from web.audit_routes import audit_router
+from web.operations import Check, kafka_check
 
 
 class Bootstrap:
@@ -34,6 +36,8 @@ class Bootstrap:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        #: The roles of ``lifecycle run`` (set by ``service.runner``): ``/readyz`` reports them.
+        self.role_board: RoleBoard | None = None
 
     def __enter__(self) -> Bootstrap:
         return self
@@ -91,10 +95,20 @@ class Bootstrap:
     @cached_property
     def api(self) -> FastAPI:
         """The read API, the dashboard and the auditors' routes."""
+        board = self.role_board
+        checks: dict[str, Check] | None = None
+        if board is not None:
+            checks = {
+                "store": self.read_model.ping,
+                "kafka": kafka_check(self.settings.kafka_bootstrap),
+                **board.checks(),
+            }
         return create_app(
             self.read_model,
             lambda: self.inbox,
             self.settings,
+            readiness_checks=checks,
+            roles=None if board is None else board.snapshot,
             extra_routers=[audit_router(lambda: self.auditing)],
         )
 

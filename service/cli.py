@@ -139,12 +139,36 @@ def schemas_command(
 
 
 @app.command("run")
-def run_command() -> None:
-    """The service: consume, judge, store, relay, project and serve HTTP until SIGTERM."""
-    from service.runner import serve
+def run_command(
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="comma-separated roles: ingest, relay, project, api "
+            "(default: LIFECYCLE_ROLES, else all four)",
+        ),
+    ] = None,
+) -> None:
+    """The service: consume, judge, store, relay, project and serve HTTP until SIGTERM.
 
+    ``relay`` and ``project`` run in one process per store at a time (a lease; the others
+    stand by and take over). On SQLite one ``lifecycle run`` per file: a second exits 2.
+    """
+    from service.roles import parse_roles
+    from service.runner import serve
+    from store.lease import StoreInUse
+
+    settings = Settings() if role is None else Settings(roles=role)
+    try:
+        parse_roles(settings.roles)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from exc
     _logging()
-    asyncio.run(serve(Settings()))
+    try:
+        asyncio.run(serve(settings))
+    except StoreInUse as exc:
+        print(f"lifecycle run: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
 
 
 @app.command("produce")

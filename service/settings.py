@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     partitions: int = 6
     http_bind: str = "127.0.0.1:8000"
     api_tokens: str = ""
+    #: The roles ``lifecycle run`` runs in this process (``--role``): any of ingest, relay,
+    #: project, api, comma-separated (``service/roles.py``).
+    roles: str = "ingest,relay,project,api"
 
     def persistence_env(self) -> dict[str, str]:
         """The eventsourcing environment for ``store`` (SQLite file, PostgreSQL or memory)."""

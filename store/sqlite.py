@@ -3,12 +3,20 @@ and the hash chain written in the same transaction (``store/chain.py``).
 
 Tables (besides the library's ``stored_events`` and ``tracking``):
 ``stored_events_chain`` (one link per event) and ``stored_events_seals``.
+
+Writers: one process per file (``store.lease.StoreFileLock``) whose writers (the consumer,
+the relay's tracking, the inbox, the seal, and the projector's view transactions) take one
+lock per database file, :func:`write_lock`, and begin with ``BEGIN IMMEDIATE``. A deferred
+transaction that reads, then writes after another connection has committed, fails at once
+with ``database is locked`` (SQLITE_BUSY_SNAPSHOT: the busy timeout does not apply).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +29,9 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
     SQLiteFactory,
     SQLiteProcessRecorder,
+    SQLiteTransaction,
 )
+from eventsourcing.utils import Environment, EnvType
 
 from lifecycle.ports import PositionedRecorder
 from store.audit_port import AuditReader, StoredRow
@@ -38,6 +48,49 @@ _HEADS_CHUNK = 8000
 #: The chain's subject index holds this many leading characters of a subject, never the whole
 #: (a malformed record's subject may be any length); ``subject_streams`` compares the full one.
 SUBJECT_KEY_CHARS = 64
+
+
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def write_lock(db_file: str | os.PathLike[str]) -> threading.RLock:
+    """The process's one lock around write transactions on ``db_file`` (shared by every
+    connection and pool of this process on that file)."""
+    key = os.path.realpath(db_file)
+    with _write_locks_guard:
+        lock = _write_locks.get(key)
+        if lock is None:
+            lock = _write_locks[key] = threading.RLock()
+        return lock
+
+
+class _ImmediateTransaction(SQLiteTransaction):
+    """A write transaction that takes SQLite's write lock up front (waiting the busy timeout)."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
+class SerialSQLiteDatastore(SQLiteDatastore):
+    """The library's datastore whose write transactions hold :func:`write_lock` and begin
+    ``IMMEDIATE`` (in-memory databases keep the library's own reader/writer interlock)."""
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        if not commit or self.pool.is_sqlite_memory_mode:
+            with super().transaction(commit=commit) as cursor:
+                yield cursor
+            return
+        with (
+            write_lock(self.pool.db_name),
+            self.get_connection(commit=True) as conn,
+            _ImmediateTransaction(conn, commit=True) as cursor,
+            cursor,
+        ):
+            yield cursor
 
 
 def _blob(value: Any) -> bytes:
@@ -378,3 +431,8 @@ class SQLiteAuditReader:
 
 class Factory(OrjsonTranscoding, SQLiteFactory):
     process_recorder_class = PositionsSQLiteProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None):
+        super().__init__(env)
+        # The library builds its own datastore; writes go through the serialised one.
+        self.datastore.__class__ = SerialSQLiteDatastore

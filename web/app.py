@@ -25,7 +25,7 @@ Endpoints (all JSON, UTF-8; errors are ``{"error": {"code": …, "message": …}
 ``GET  /v1/inbox``                    reader     refused / malformed records, filtered, paged
 ``POST /v1/inbox/{id}/resubmit``      admin      bearer header only (never the cookie)
 ``GET  /healthz``                     none       the process answers
-``GET  /readyz``                      reader     the store and Kafka are reachable (else 503)
+``GET  /readyz``                      reader     store, Kafka, roles are fine (else 503)
 ``GET  /metrics``                     reader     Prometheus text (scrape with a bearer token)
 ``GET  /docs``, ``/redoc``            none       OpenAPI pages, assets served locally (no CDN)
 ``GET  /openapi.json``                none       the OpenAPI document (no data)
@@ -80,6 +80,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     registry: CollectorRegistry | None = None,
     dashboard: bool = True,
+    roles: Callable[[], Mapping[str, str]] | None = None,
 ) -> FastAPI:
     """The read API and the dashboard.
 
@@ -96,6 +97,10 @@ def create_app(
       counters, lag and batch latency from ``consumers.metrics``) ``/metrics`` shows;
       default ``prometheus_client.REGISTRY``. The API's own metrics (request latency,
       projection lag) live in a registry of this app, so several apps can coexist.
+    - ``roles``: the roles of this process and their states (``{"relay": "holding",
+      "project": "standby", "ingest": "running", "api": "running"}``), shown by ``/readyz``
+      as ``roles``; give a readiness check per role in ``readiness_checks`` to make a
+      failing role fail readiness (``service/bootstrap.py`` does both).
     """
     tokens = TokenTable.parse(settings.api_tokens)
     if not len(tokens):
@@ -141,7 +146,7 @@ def create_app(
     app.add_middleware(AccessMiddleware, histogram=histogram)
     install_error_handlers(app)
 
-    app.include_router(api_router(services))
+    app.include_router(api_router(services, roles=roles))
     for router in extra_routers:
         app.include_router(router)
     if dashboard:

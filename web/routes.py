@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -36,8 +37,11 @@ def page_body(page: Page) -> dict[str, Any]:
     return {"items": page.items, "total": page.total, "offset": page.offset, "limit": page.limit}
 
 
-def api_router(services: Services) -> APIRouter:
-    """The JSON endpoints over ``services`` (the read model, the inbox, the checks)."""
+def api_router(
+    services: Services, *, roles: Callable[[], Mapping[str, str]] | None = None
+) -> APIRouter:
+    """The JSON endpoints over ``services`` (the read model, the inbox, the checks);
+    ``roles``: this process's roles and their states, for ``/readyz``."""
     read_model = services.read_model
     api = APIRouter()
 
@@ -147,16 +151,19 @@ def api_router(services: Services) -> APIRouter:
     @api.get(
         "/readyz",
         tags=["operations"],
-        summary="Readiness: the store and Kafka are reachable",
+        summary="Readiness: the store and Kafka are reachable, the roles up (and their leases)",
         responses=errors(503),
     )
     def readyz(who: Reader) -> JSONResponse:
         ready, results = services.readiness()
+        extra: dict[str, Any] = {} if roles is None else {"roles": dict(roles())}
         if not ready:
             failing = ", ".join(k for k, v in results.items() if v != "ok")
-            error = ApiError(503, "not_ready", f"unavailable: {failing}", extra={"checks": results})
+            error = ApiError(
+                503, "not_ready", f"unavailable: {failing}", extra={"checks": results, **extra}
+            )
             return JSONResponse(error.body(), status_code=503)
-        return JSONResponse({"status": "ready", "checks": results})
+        return JSONResponse({"status": "ready", "checks": results, **extra})
 
     @api.get(
         "/metrics",
