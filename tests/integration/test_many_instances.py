@@ -241,4 +241,5 @@ def test_three_instances_one_killed_one_outcome_each(
 
     # Repeats: fewer than one full relay page per failover.
     repeated = repeats(kafka_bootstrap, topics)
+    print(f"killed the relay holder at {at_kill} of {len(lines)} stored; repeats {repeated}")
     assert repeated < RELAY_PAGE * failovers, repeated
