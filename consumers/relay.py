@@ -1,9 +1,10 @@
 """The relay: the store's notification log → Kafka (outbound, refused, dead letters).
 
 It follows the notification log from its own tracking position (``relay:<name>``),
-publishes each page with an idempotent producer, waits for every acknowledgement and
-only then stores the new position: at-least-once, in store order, no gaps across
-restarts. Subscribers drop repeats by ``id`` or (``subject``, ``sequence``).
+publishes each page through the process's faststream broker (``consumers/broker.py``: the
+idempotent producer), one ``publish`` per record with its key and headers, waits for every
+acknowledgement and only then stores the new position: at-least-once, in store order, no
+gaps across restarts. Subscribers drop repeats by ``id`` or (``subject``, ``sequence``).
 
 Whatever the store accepted never stops it (CONTRACT.md, "What the service publishes"):
 
@@ -15,8 +16,12 @@ Whatever the store accepted never stops it (CONTRACT.md, "What the service publi
   — is *set aside*: logged (its id, topic and size, never its content), counted in
   ``lifecycle_relay_set_aside_total``, remembered in the store (``insert_set_aside``; shown
   by ``lifecycle projections status``), and the page goes on without it;
-- a Kafka outage (or a store error) is waited out: the producer is started again with
-  backoff and the page is published again from the stored position, in order.
+- a Kafka outage (or a store error) is waited out, however long: the page is published again
+  from the stored position, in order, with capped backoff, and logged when it starts, at most
+  once a minute while it lasts and when it ends (``consumers.broker.Outage``);
+- a tracking conflict (another relay recorded a position at or past this page first) is never
+  fatal: the relay continues from the stored position, so a page already recorded is never
+  published again.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidProducerEpoch,
     InvalidTimestampError,
+    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
@@ -46,9 +51,11 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from eventsourcing.persistence import Notification, PersistenceError, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, PersistenceError, Tracking
+from faststream.exceptions import IncorrectState
 from prometheus_client import Counter
 
+from consumers.broker import Backoff, Outage, make_broker, wait_or_stop
 from consumers.metrics import RELAY_POSITION, RELAY_PUBLISHED
 from consumers.topics import DEFAULT_MAX_MESSAGE_BYTES, topic_limits
 from lifecycle.application import ProviderLifecycle
@@ -102,7 +109,35 @@ def record_error(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, Exception):  # cancelled: the relay is stopping
         return False
-    return not isinstance(exc, KafkaError | OSError | TimeoutError | PersistenceError)
+    # IncorrectState: faststream's "the broker is not connected".
+    return not isinstance(
+        exc, KafkaError | OSError | TimeoutError | PersistenceError | IncorrectState
+    )
+
+
+class Broker(Protocol):
+    """What the relay uses of the process's broker (``consumers.broker.ServiceBroker``)."""
+
+    running: bool
+
+    @property
+    def producer_connected(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def renew_producer(self) -> None: ...
+
+    async def publish(
+        self,
+        message: Any,
+        topic: str = "",
+        *,
+        key: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        no_confirm: bool = False,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -277,15 +312,25 @@ class Page:
 
 
 class Relay:
-    def __init__(self, app: ProviderLifecycle, config: RelayConfig) -> None:
+    """``broker``: the process's (started and stopped by its owner, ``service/runner.py``);
+    without one, the relay makes its own and starts and stops it itself."""
+
+    def __init__(
+        self, app: ProviderLifecycle, config: RelayConfig, broker: Broker | None = None
+    ) -> None:
         self.app = app
         self.config = config
+        self.owns_broker = broker is None
+        self.broker: Broker = broker if broker is not None else make_broker(config.bootstrap)
+        #: The next publish needs a fresh producer (after a failed one, its sequence
+        #: numbers may be spent).
+        self._renew = False
         self._usccs: dict[Any, str] = {}
         #: Topic → the largest record batch it takes (``max.message.bytes``), read at start.
         self.limits: dict[str, int] = {}
         #: What this process set aside (also in the store, when it can remember it).
         self.set_aside: list[SetAside] = []
-        self._producer: AIOKafkaProducer | None = None
+        self.outage = Outage(log, f"relay {config.name}: Kafka or the store")
 
     # --- translation --------------------------------------------------------------------
 
@@ -390,39 +435,40 @@ class Relay:
 
     # --- publishing ---------------------------------------------------------------------
 
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.config.bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=256 * 1024,
-            # The largest record any of the topics takes; larger ones are set aside first.
-            max_request_size=max([DEFAULT_MAX_MESSAGE_BYTES, *self.limits.values()]),
-        )
+    async def _connect(self) -> None:
+        """The broker ready to publish: started (when the relay owns it) and with a
+        producer (renewed after a failure). Raises when Kafka is not there."""
+        broker = self.broker
+        if not broker.running:
+            if not self.owns_broker:
+                raise KafkaConnectionError("the broker is not started (yet)")
+            try:
+                await broker.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                raise
+            self._renew = False
+        if self._renew or not broker.producer_connected:
+            await broker.renew_producer()
+            self._renew = False
 
-    async def _start_producer(self) -> AIOKafkaProducer:
-        await self._stop_producer()
-        producer = self._new_producer()
-        try:
-            await producer.start()
-        except BaseException:
+    async def _disconnect(self) -> None:
+        if self.owns_broker:
             with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        self._producer = producer
-        return producer
-
-    async def _stop_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+                await self.broker.stop()
 
     async def _send(self, o: Outgoing) -> asyncio.Future[Any]:
-        assert self._producer is not None
-        future: asyncio.Future[Any] = await self._producer.send(
-            o.topic, o.value, key=o.key, headers=o.headers
+        if not self.broker.producer_connected:
+            raise KafkaConnectionError("the broker's producer is not connected")
+        # faststream's headers are str (UTF-8 encoded again): ``x-error`` is valid UTF-8
+        # (``bounded_header``), the others ASCII.
+        future: asyncio.Future[Any] = await self.broker.publish(
+            o.value,
+            topic=o.topic,
+            key=o.key,
+            headers={k: v.decode("utf-8", "replace") for k, v in o.headers},
+            no_confirm=True,
         )
         return future
 
@@ -457,7 +503,8 @@ class Relay:
         """Kafka refused a batch: a fresh producer (its sequence numbers are spent) sends
         each record of it alone, so only the ones Kafka refuses on their own are set aside."""
         log.warning("Kafka refused %d records; sending each of them alone", len(failed))
-        await self._start_producer()
+        self._renew = True
+        await self._connect()
         set_aside: list[SetAside] = []
         for o, _ in failed:
             try:
@@ -469,42 +516,35 @@ class Relay:
         return set_aside
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the log until ``stop`` is set; Kafka or store outages are retried with
-        backoff, from the stored position (so in order)."""
-        backoff = 0.5
+        """Follow the log until ``stop`` is set; Kafka or store outages of any length are
+        waited out with capped backoff, from the stored position (so in order)."""
+        backoff = Backoff(0.5, self.config.retry_max_seconds)
         try:
             while not stop.is_set():
                 try:
-                    await self._follow(stop)
+                    await self._follow(stop, on_progress=backoff.reset)
                 except Exception as exc:
-                    log.warning(
-                        "relay interrupted (%s: %s); retrying in %.1f s",
-                        type(exc).__name__,
-                        exc,
-                        backoff,
-                    )
-                    await self._stop_producer()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=backoff)
-                    backoff = min(backoff * 2, self.config.retry_max_seconds)
-                else:
-                    backoff = 0.5
+                    self._renew = True
+                    await self._disconnect()
+                    delay = backoff.next()
+                    self.outage.failed(exc, delay)
+                    await wait_or_stop(stop, delay)
         finally:
-            await self._stop_producer()
+            await self._disconnect()
 
-    async def _follow(self, stop: asyncio.Event) -> None:
+    async def _follow(self, stop: asyncio.Event, on_progress: Any = None) -> None:
         config = self.config
         topics = [config.outbound_topic, config.refused_topic, config.dlq_topic]
         self.limits = await topic_limits(config.bootstrap, topics)
-        await self._start_producer()
+        await self._connect()
         position = await asyncio.to_thread(self.position)
         while not stop.is_set():
             notifications = await asyncio.to_thread(
                 self.app.process_recorder.select_notifications, position + 1, config.page
             )
             if not notifications:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=config.idle_ms / 1000)
+                self.outage.recovered()  # connected, and the store answers
+                await wait_or_stop(stop, config.idle_ms / 1000)
                 continue
             page = await asyncio.to_thread(self.translate_page, notifications)
             set_aside = page.set_aside + await self.publish(page.outgoing)
@@ -514,11 +554,31 @@ class Relay:
                     RELAY_PUBLISHED.labels(o.topic).inc()
             # Remembered before the position moves past them.
             await asyncio.to_thread(self.remember, sorted(set_aside, key=_by_id))
-            position = notifications[-1].id
-            await asyncio.to_thread(
-                self.app.process_recorder.insert_tracking, Tracking(config.name, position)
-            )
+            try:
+                await asyncio.to_thread(
+                    self.app.process_recorder.insert_tracking,
+                    Tracking(config.name, notifications[-1].id),
+                )
+                position = notifications[-1].id
+            except IntegrityError as exc:
+                # Another relay recorded this page (or a later one) first: go on from the
+                # stored position, never publishing again what it recorded.
+                stored = await asyncio.to_thread(self.position)
+                log.warning(
+                    "relay %s: position %d already recorded by another relay (%s); "
+                    "continuing after %d",
+                    config.name,
+                    notifications[-1].id,
+                    type(exc).__name__,
+                    stored,
+                )
+                position = max(position, stored)
             RELAY_POSITION.set(position)
+            # Only a page published and recorded ends an outage: Kafka may take records'
+            # connections for a while before it takes records (LeaderNotAvailable).
+            self.outage.recovered()
+            if on_progress is not None:
+                on_progress()
 
 
 def _by_id(entry: SetAside) -> int:

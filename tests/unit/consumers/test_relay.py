@@ -2,7 +2,7 @@
 and what it does with a record Kafka will not take (set aside, the others go on) or when
 Kafka is not there (raise, so ``run`` waits and publishes the page again, in order).
 
-A fake producer stands in for aiokafka's (the real one is exercised by
+A fake broker stands in for faststream's (the real one is exercised by
 ``tests/integration/test_poison_after_store.py``).
 """
 
@@ -177,39 +177,58 @@ def test_a_notification_that_cannot_be_translated_is_set_aside_and_the_page_goes
     assert [o.topic for o in page.outgoing] == ["out"] * 5
 
 
-# --- publishing with a fake producer -----------------------------------------------------------
+# --- publishing with a fake broker -----------------------------------------------------------
 
 
-class FakeProducer:
-    """Acknowledges every record, except those ``refuse(record)`` names an exception for;
-    records a refused record's batch-mates as refused too (Kafka refuses a whole batch)."""
+class FakeBroker:
+    """The relay's view of the process's broker (``consumers.relay.Broker``): acknowledges
+    every record, except those ``refuse(record)`` names an exception for; records a refused
+    record's batch-mates as refused too (Kafka refuses a whole batch)."""
 
     def __init__(self, kafka: FakeKafka) -> None:
         self.kafka = kafka
+        self.running = False
+        self.producer_connected = False
 
     async def start(self) -> None:
-        self.kafka.starts += 1
-        if self.kafka.down:
-            raise KafkaConnectionError("no broker")
+        await self.renew_producer()
+        self.running = True
 
     async def stop(self) -> None:
-        pass
+        self.running = self.producer_connected = False
 
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    async def renew_producer(self) -> None:
+        self.kafka.starts += 1
+        self.producer_connected = False
+        if self.kafka.down:
+            raise KafkaConnectionError("no broker")
+        self.producer_connected = True
+
+    async def publish(
+        self,
+        message: bytes,
+        topic: str = "",
+        *,
+        key: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        no_confirm: bool = False,
     ) -> asyncio.Future[Any]:
+        assert no_confirm and isinstance(message, bytes)
+        assert all(isinstance(v, str) for v in (headers or {}).values())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self.kafka.pending:
             # What is sent before the relay next waits forms one batch (as ``linger_ms``).
             loop.call_soon(self.kafka.flush)
-        self.kafka.pending.append((topic, key, value, future))
+        self.kafka.pending.append((topic, key, message, future))
+        self.kafka.headers.append(dict(headers or {}))
         return future
 
 
 class FakeKafka:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes | None, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         self.pending: list[tuple[str, bytes | None, bytes, asyncio.Future[Any]]] = []
         self.poison: set[bytes] = set()
         self.down = False
@@ -232,14 +251,14 @@ class FakeKafka:
 
 
 def fake_relay(app: ProviderLifecycle, kafka: FakeKafka, **limits: int) -> Relay:
-    relay = Relay(app, CONFIG)
-    relay._new_producer = lambda: FakeProducer(kafka)  # type: ignore[method-assign]
+    relay = Relay(app, CONFIG, FakeBroker(kafka))
+    relay.owns_broker = True  # started and stopped by the relay, as without a broker given
     relay.limits = dict(limits)
     return relay
 
 
 async def publish(relay: Relay, outgoing: list[Outgoing]) -> list[Any]:
-    await relay._start_producer()
+    await relay._connect()
     return await relay.publish(outgoing)
 
 
@@ -342,3 +361,149 @@ def test_the_relay_sets_aside_what_cannot_be_published_remembers_it_and_goes_on(
     report = relay_set_aside(store)
     assert report["set_aside_total"] == 1
     assert report["set_aside"] == [entry.as_dict()]
+
+
+# --- the real broker's headers, the tracking conflict, an outage's log lines ------------------
+
+
+class RecordingAioKafkaProducer:
+    """What faststream's producer hands to aiokafka's ``send`` (no network)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._closed = False
+
+    async def send(self, **kwargs: Any) -> asyncio.Future[Any]:
+        self.sent.append(kwargs)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_the_broker_sends_exactly_the_headers_of_the_record(store: ProviderLifecycle) -> None:
+    """Through faststream's ``publish``: a CloudEvent carries its ``content-type``, a dead
+    letter only its ``x-*`` headers (no empty ``content-type`` of faststream's), neither a
+    ``correlation_id``; key, value and topic as given."""
+    from faststream.kafka.publisher.state import RealProducer
+
+    from consumers.broker import make_broker
+
+    broker = make_broker("kafka:9")
+    fake = RecordingAioKafkaProducer()
+    broker.config.producer._producer = RealProducer(fake)  # type: ignore[attr-defined]
+    broker.running = True
+    relay = Relay(store, CONFIG, broker)
+    letter = Outgoing("dlq", b"k", b"\xff raw", [("x-error", "名".encode()), ("x-a", b"1")], 1)
+    event = Outgoing("out", b"S", b"{}", [CONTENT_TYPE], 2)
+
+    async def go() -> list[Any]:
+        return await relay.publish([letter, event])
+
+    assert asyncio.run(go()) == []
+    assert [(s["topic"], s["key"], s["value"]) for s in fake.sent] == [
+        ("dlq", b"k", b"\xff raw"),
+        ("out", b"S", b"{}"),
+    ]
+    assert fake.sent[0]["headers"] == [("x-error", "名".encode()), ("x-a", b"1")]
+    assert fake.sent[1]["headers"] == [CONTENT_TYPE]
+
+
+def test_a_tracking_conflict_is_not_fatal_and_no_recorded_page_is_published_again(
+    store: ProviderLifecycle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another relay records a position past this relay's page while it publishes it: the
+    relay goes on from the stored position, alive, publishing only what comes after it."""
+    from eventsourcing.persistence import Tracking
+
+    ingest(store, *onboard(A), *onboard(B))
+    head = store.process_recorder.max_notification_id() or 0
+    kafka = FakeKafka()
+    relay = fake_relay(store, kafka, out=10**6, refused=10**6, dlq=10**6)
+    relay.config = RelayConfig("kafka:9", "out", "refused", "dlq", page=2, retry_max_seconds=0.01)
+    first_flush = kafka.flush
+    flushes = 0
+
+    def flush() -> None:  # the other relay records the whole log while this page is in flight
+        nonlocal flushes
+        flushes += 1
+        if flushes == 1:
+            store.process_recorder.insert_tracking(Tracking(CONFIG.name, head))
+        first_flush()
+
+    kafka.flush = flush  # type: ignore[method-assign]
+
+    async def limits(bootstrap: str, topics: list[str]) -> dict[str, int]:
+        return relay.limits
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not kafka.published:  # the first page is out
+            assert loop.time() < deadline and not task.done(), task
+            await asyncio.sleep(0.01)
+        published = len(kafka.published)
+        ingest(store, deposit_paid(B, "2026-01-03", 25_000))  # a new notification after head
+        while len(kafka.published) == published:
+            assert loop.time() < deadline and not task.done(), task
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(relay_module, "topic_limits", limits)
+        asyncio.run(go())
+    assert any("already recorded by another relay" in r.getMessage() for r in caplog.records)
+    assert not any("unavailable" in r.getMessage() for r in caplog.records)  # no retry either
+    # The first page, then only the event after the other relay's position.
+    outbound = [json.loads(v) for t, _, v in kafka.published if t == "out"]
+    assert len(outbound) <= 2 + 1
+    assert outbound[-1]["data"]["amount_fen"] == 25_000
+    assert relay.position() == store.process_recorder.max_notification_id()
+    assert [(e["subject"], e["sequence"]) for e in outbound[:-1]] == [(A, 1), (A, 2)][
+        : len(outbound) - 1
+    ]
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    store: ProviderLifecycle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many failed retries, two log lines of the relay's (not one per retry)."""
+    ingest(store, *onboard(A))
+    head = store.process_recorder.max_notification_id() or 0
+    kafka = FakeKafka()
+    kafka.outage = True
+    relay = fake_relay(store, kafka, out=10**6, refused=10**6, dlq=10**6)
+    relay.config = RelayConfig("kafka:9", "out", "refused", "dlq", retry_max_seconds=0.005)
+
+    async def limits(bootstrap: str, topics: list[str]) -> dict[str, int]:
+        return relay.limits
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while relay.outage.failures < 20:
+            assert loop.time() < deadline and not task.done(), task
+            await asyncio.sleep(0.01)
+        kafka.outage = False
+        while relay.position() < head:
+            assert loop.time() < deadline and not task.done(), task
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    caplog.set_level("INFO", logger="consumers.relay")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(relay_module, "topic_limits", limits)
+        asyncio.run(go())
+    lines = [r.getMessage() for r in caplog.records if r.name == "consumers.relay"]
+    assert len(lines) == 2, lines
+    assert "unavailable (KafkaConnectionError" in lines[0]
+    assert "back after" in lines[1] and "failed attempts" in lines[1]
+    assert len(kafka.published) == 3
