@@ -496,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({run.in_window} records timed, from {run.group_seconds:.1f} s); "
                 f"all published after {run.published_seconds:.1f} s; "
                 f"repeats {run.repeats}; relay failover {run.takeover_s:.2f} s "
-                f"(publishing again after {run.resumed_s:.2f} s)"
+                f"(publishing again after {run.resumed_s:.2f} s); load {os.getloadavg()[0]:.2f}"
             )
     finally:
         if args.keep_logs:
