@@ -171,15 +171,17 @@ def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
 class Service:
     """``lifecycle run`` as a real subprocess."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, role: str | None = None) -> None:
         self.env = env
         self.log = log
+        self.role = role  # ``--role``: None runs every role
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
+        roles = [] if self.role is None else ["--role", self.role]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [LIFECYCLE, "run"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [LIFECYCLE, "run", *roles], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
         return self
 
