@@ -85,7 +85,6 @@ def is_transient(exc: BaseException) -> bool:
         return False
     return isinstance(exc, TRANSIENT)
 
-
 # --- the projector ----------------------------------------------------------------------
 
 
