@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ASYNCAPI_TOOL := tests/tooling/asyncapi
 ASYNCAPI_NODE := var/node
 
-.PHONY: install lint test test-unit services services-stop browser asyncapi-tool run bench bench-api clean
+.PHONY: install lint test test-unit services services-stop browser asyncapi-tool run bench bench-api bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: install services
 ## Read API latency at a steady 300 requests/s.
 bench-api: install services
 	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.api
+
+## 1, 2 and 3 ingest processes (+ relay, standby relay, projector) on one PostgreSQL store.
+bench-scale: install services
+	source <(deploy/local/services.sh env) && $(BIN)/python -m bench.scale
 
 services-stop:
 	deploy/local/services.sh stop
