@@ -27,13 +27,10 @@ Whatever the store accepted never stops it (CONTRACT.md, "What the service publi
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from aiokafka.errors import (
@@ -50,32 +47,28 @@ from aiokafka.errors import (
     UnknownProducerId,
     UnsupportedForMessageFormatError,
 )
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from eventsourcing.persistence import IntegrityError, Notification, PersistenceError, Tracking
 from faststream.exceptions import IncorrectState
 from prometheus_client import Counter
 
 from consumers.broker import Backoff, Outage, make_broker, wait_or_stop
 from consumers.metrics import RELAY_POSITION, RELAY_PUBLISHED
+from consumers.outgoing import (
+    CONTENT_TYPE,
+    REASON_MAX_CHARS,
+    Outgoing,
+    dead_letter,
+    json_bytes,
+    outbound_event,
+    refused_event,
+    utc_now_iso,
+)
 from consumers.topics import DEFAULT_MAX_MESSAGE_BYTES, topic_limits
 from lifecycle.application import ProviderLifecycle
-from lifecycle.contract import APPLIED_V2_SCHEMA
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord
 
 log = logging.getLogger(__name__)
-
-SERVICE_SOURCE = "/taobao-live/provider-lifecycle-service"
-
-#: The Kafka header of every CloudEvent the service publishes (structured mode).
-CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=UTF-8")
-
-#: ``x-error`` holds at most this many bytes of UTF-8 (CONTRACT.md, dead letters).
-X_ERROR_MAX_BYTES = 1024
-_ELLIPSIS = "…".encode()
-
-#: The most of a set-aside reason kept in the store.
-REASON_MAX_CHARS = 1000
 
 RELAY_SET_ASIDE = Counter(
     "lifecycle_relay_set_aside_total",
@@ -157,23 +150,6 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    notification_id: int = 0
-
-    @property
-    def size(self) -> int:
-        """An upper bound of its size as Kafka counts it (a record batch of one)."""
-        size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
-            self.key, self.value, self.headers
-        )
-        return size
-
-
-@dataclass(frozen=True)
 class SetAside:
     """A notification the relay could not publish."""
 
@@ -208,98 +184,6 @@ class SetAsideLog(Protocol):
     ) -> list[tuple[int, str | None, str, str]]: ...
 
     def count_set_aside(self, consumer: str) -> int: ...
-
-
-def _iso(value: Any) -> str:
-    return str(value.isoformat())
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def bounded_header(text: str, limit: int = X_ERROR_MAX_BYTES) -> bytes:
-    """``text`` as UTF-8 in at most ``limit`` bytes: a longer one is cut on a character
-    boundary and ends with ``…``."""
-    data = text.encode("utf-8", "replace")
-    if len(data) <= limit:
-        return data
-    # Valid UTF-8 cut anywhere: ``ignore`` drops only the last, partial character.
-    head = data[: limit - len(_ELLIPSIS)].decode("utf-8", "ignore").encode()
-    return head + _ELLIPSIS
-
-
-def event_extensions(event: Provider.Event) -> dict[str, Any]:
-    """The inbound CloudEvents extension attributes kept with the event (``{}`` for events
-    stored before 1.1): ``Provider.Event.extensions``, read here the same way."""
-    extensions = getattr(type(event), "extensions", None)
-    if isinstance(extensions, property):
-        value = event.extensions  # type: ignore[attr-defined,unused-ignore]
-    else:
-        value = event.__dict__.get("ce_extensions") or {}
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def outbound_event(event: Provider.Event, uscc: str) -> dict[str, Any]:
-    """The CONTRACT.md outbound CloudEvent: the inbound one (with its extension attributes)
-    plus sequence and recordedtime.
-
-    ``data`` is published as it was received; a later payload version says so in
-    ``dataschema`` (an event stored before versions existed is v1, without one).
-    """
-    out: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event.ce_id,
-        "source": event.ce_source,
-        "type": event.WIRE_TYPE,
-        "subject": uscc,
-        "time": _iso(event.timestamp),
-        "datacontenttype": "application/json",
-    }
-    if isinstance(event, Provider.ApplicationEvent) and event.payload_version == 2:
-        out["dataschema"] = APPLIED_V2_SCHEMA
-    for name, value in event_extensions(event).items():
-        # An extension never replaces an attribute of the envelope or of the service.
-        if name not in out and name not in ("sequence", "recordedtime", "data"):
-            out[name] = value
-    out["sequence"] = event.originator_version
-    out["recordedtime"] = _iso(event.recorded_at)
-    out["data"] = event.data
-    return out
-
-
-def refused_event(record: InboundRecord.Received) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"refused:{record.position}",
-        "source": SERVICE_SOURCE,
-        "type": "provider.Refused",
-        "subject": record.subject,
-        "time": _iso(record.recorded_at),
-        "datacontenttype": "application/json",
-        "data": {"event": record.event, "codes": record.codes, "reason": record.reason},
-    }
-
-
-def dead_letter(record: InboundRecord.Received, dlq_topic: str) -> Outgoing:
-    """The original bytes and key, unchanged, with the reason (at most 1 KiB) and origin as
-    headers."""
-    _, topic, partition, offset = record.position.rsplit(":", 3)
-    return Outgoing(
-        dlq_topic,
-        base64.b64decode(record.key_b64) if record.key_b64 is not None else None,
-        base64.b64decode(record.raw_b64),
-        [
-            ("x-error", bounded_header(record.reason or "")),
-            ("x-original-topic", topic.encode()),
-            ("x-original-partition", partition.encode()),
-            ("x-original-offset", offset.encode()),
-        ],
-    )
-
-
-def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _reason(exc: BaseException) -> str:
@@ -356,7 +240,9 @@ class Relay:
                 if not record_error(exc):
                     raise  # the store: wait and try again
                 page.set_aside.append(
-                    SetAside(notification.id, None, f"untranslatable: {_reason(exc)}", _now())
+                    SetAside(
+                        notification.id, None, f"untranslatable: {_reason(exc)}", utc_now_iso()
+                    )
                 )
         return page
 
@@ -369,7 +255,7 @@ class Relay:
                 Outgoing(
                     self.config.outbound_topic,
                     uscc.encode(),
-                    _json(outbound_event(event, uscc)),
+                    json_bytes(outbound_event(event, uscc)),
                     [CONTENT_TYPE],
                     nid,
                 )
@@ -380,7 +266,7 @@ class Relay:
                     Outgoing(
                         self.config.refused_topic,
                         (event.subject or "").encode() or None,
-                        _json(refused_event(event)),
+                        json_bytes(refused_event(event)),
                         [CONTENT_TYPE],
                         nid,
                     )
@@ -434,7 +320,7 @@ class Relay:
             o.notification_id,
             o.topic,
             f"too_large: {size} bytes, more than the {limit} the topic takes",
-            _now(),
+            utc_now_iso(),
         )
 
     # --- publishing ---------------------------------------------------------------------
@@ -516,7 +402,7 @@ class Relay:
             except Exception as exc:
                 if not record_error(exc):
                     raise
-                set_aside.append(SetAside(o.notification_id, o.topic, _reason(exc), _now()))
+                set_aside.append(SetAside(o.notification_id, o.topic, _reason(exc), utc_now_iso()))
         return set_aside
 
     async def run(self, stop: asyncio.Event) -> None:

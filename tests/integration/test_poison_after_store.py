@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from audit.verify import verify as verify_chain
-from consumers.relay import X_ERROR_MAX_BYTES
+from consumers.outgoing import X_ERROR_MAX_BYTES
 from consumers.topics import DEFAULT_MAX_MESSAGE_BYTES, ensure_topics, topic_limits
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.evaluate import evaluate

@@ -19,7 +19,7 @@ import pytest
 
 from audit.seal import seal
 from audit.verify import read_seals, verify
-from consumers.relay import outbound_event
+from consumers.outgoing import outbound_event
 from lifecycle.application import ProviderLifecycle
 from lifecycle.contract import APPLIED_V2_SCHEMA, Envelope
 from lifecycle.evaluate import evaluate

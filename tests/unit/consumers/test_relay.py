@@ -22,16 +22,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers import relay as relay_module
-from consumers.relay import (
+from consumers.outgoing import (
     CONTENT_TYPE,
     X_ERROR_MAX_BYTES,
     Outgoing,
-    Relay,
-    RelayConfig,
     bounded_header,
     outbound_event,
-    relay_set_aside,
 )
+from consumers.relay import Relay, RelayConfig, relay_set_aside
 from lifecycle.application import InboundMessage, ProviderLifecycle
 from lifecycle.provider import Provider
 from lifecycle.records import InboundRecord, b64

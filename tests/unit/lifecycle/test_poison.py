@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import lifecycle.application as application
-from consumers.relay import dead_letter
+from consumers.outgoing import dead_letter
 from lifecycle.application import OUTCOMES, InboundMessage, ProviderLifecycle
 from lifecycle.evaluate import evaluate
 from lifecycle.failures import INTERNAL_ERROR_LIMIT, internal_error, is_store_failure
