@@ -41,10 +41,6 @@ class Refused(Exception):
         self.reason = reason
 
 
-class Duplicate(Exception):
-    """The CloudEvents id was already recorded for this provider."""
-
-
 @dataclass
 class Violation:
     clause: str
@@ -423,9 +419,10 @@ def _application_fields(envelope: Envelope) -> dict[str, Any]:
 
 @dataclass
 class Judgement:
-    """What became of one event: accepted (with the provider), refused or duplicate."""
+    """What became of one event: accepted (with the provider) or refused (duplicates are
+    recognised before, by the application service)."""
 
-    outcome: Literal["accepted", "refused", "duplicate"]
+    outcome: Literal["accepted", "refused"]
     provider: Provider | None = None
     codes: list[str] = field(default_factory=list)
     reason: str | None = None
@@ -440,5 +437,3 @@ def judge(provider: Provider | None, envelope: Envelope, recorded_at: datetime) 
         return Judgement("accepted", provider)
     except Refused as refusal:
         return Judgement("refused", provider, [str(c) for c in refusal.codes], refusal.reason)
-    except Duplicate:
-        return Judgement("duplicate", provider)
